@@ -1,0 +1,1 @@
+"""Benchmarks behind `lekiwi-drift bench NAME` (see lekiwi_drift/cli/bench.py)."""
