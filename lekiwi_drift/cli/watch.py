@@ -1,0 +1,73 @@
+"""`lekiwi-drift watch`: connect to a host and print live observation stats (rate, age, decode time)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("watch", help="connect to a robot host and show live observation stats")
+    p.add_argument("--config", help="robot config YAML")
+    p.add_argument("--host", help="override host.address (the robot's IP)")
+    p.add_argument("--serve", choices=("fake", "sim"), help="also start a local host serving this robot")
+    p.add_argument("--max-time", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(run=run)
+
+
+def _start_local_host(kind: str, cfg, args):
+    from lekiwi_drift.link.host import RobotHost
+    from lekiwi_drift.robots.factory import make_robot
+
+    cfg.host.bind = cfg.host.address = "127.0.0.1"
+    args.item, args.seed, args.clock, args.size = "salt_bottle", 0, "realtime", "320x240"
+    robot = make_robot(kind, cfg, args)
+    robot.connect()
+    host = RobotHost(robot, cfg)
+    thread = threading.Thread(target=host.run, name="local-host", daemon=True)
+    thread.start()
+    print(f"serving a {kind} LeKiwi on 127.0.0.1:{cfg.host.port_obs}")
+    return robot, host, thread
+
+
+def _line(link, rate: float) -> str:
+    obs = link.latest()
+    s = link.stats
+    dec = sorted(s.decode_ms)[len(s.decode_ms) // 2] if s.decode_ms else float("nan")
+    cams = " ".join(f"{n}:{im.shape[1]}x{im.shape[0]}" for n, im in obs.images.items())
+    arm = " ".join(f"{v:6.1f}" for v in obs.state[:6])
+    return (f"seq {obs.seq}  {rate:5.1f} Hz  age {obs.age_s() * 1000:5.1f} ms  decode p50 {dec:4.1f} ms  "
+            f"bad {s.bad_total}  [{cams}]  arm {arm}")
+
+
+def run(args) -> int:
+    from lekiwi_drift.config.robot import load_config
+    from lekiwi_drift.link.client import RobotLink
+
+    cfg = load_config(args.config)
+    if args.host:
+        cfg.host.address = args.host
+    local = _start_local_host(args.serve, cfg, args) if args.serve else None
+    link = RobotLink(cfg)
+    try:
+        link.connect()
+        start = last = time.monotonic()
+        last_count = link.stats.received
+        while args.max_time is None or time.monotonic() - start < args.max_time:
+            time.sleep(0.5)
+            now = time.monotonic()
+            rate = (link.stats.received - last_count) / (now - last)
+            last, last_count = now, link.stats.received
+            print("\r" + _line(link, rate), end="", flush=True)
+        print()
+        print(f"received {link.stats.received} observations, malformed {dict(link.stats.bad) or 0}, "
+              f"reconnects {link.stats.reconnects}")
+    finally:
+        link.close()
+        if local is not None:
+            robot, host, thread = local
+            host.stop()
+            thread.join(timeout=3)
+            host.close()
+            robot.disconnect()
+    return 0

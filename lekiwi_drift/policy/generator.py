@@ -1,0 +1,163 @@
+"""The one-step generator and the inference samplers, on top of SmolVLA's `VLAFlowMatching`.
+
+Parametrisation (the same function in training and deployment):
+
+    chunk(ε) = ε − v_θ(ε, t = 1 | prefix)
+
+SmolVLA's flow convention is x_t = t·noise + (1−t)·actions with velocity target u = noise − actions,
+so t = 1 is pure noise and one Euler step of size −1 from there gives x_0 = x_1 − v. Defining the
+one-step output this way means (a) a drift-trained and a flow-trained checkpoint share one
+parametrisation, so `sampler="drift"` on a flow checkpoint *is* truncated FM-1, and FM-1 warm-starts
+drift training; (b) the expert sees exactly the inputs it sees at the first step of flow sampling.
+
+Cost model: the prefix (images, language, state) is encoded once into the KV cache; the cache is
+repeated along the batch (G samples in training, K KeyStone candidates at inference) and a single
+batched expert pass with t pinned to 1.0 produces every sample, so G or K samples cost about one
+expert pass, not G or K prefix encodings.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from lerobot.policies.common.flow_matching import euler_integrate
+from lerobot.policies.common.vla_utils import make_att_2d_masks
+from lerobot.policies.smolvla.modeling_smolvla import VLAFlowMatching
+from torch import Tensor
+
+from lekiwi_drift.policy.keystone import flatten_real, keystone_select
+
+
+def _clock(device: torch.device) -> float:
+    # CUDA kernels run asynchronously; without a sync the timings would measure launch time only.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class DriftFlowMatching(VLAFlowMatching):
+    """`VLAFlowMatching` plus cached-prefix one-step generation and the drift/flow/KeyStone samplers.
+
+    Only adds methods: parameters, state-dict keys and the flow-matching `forward` are SmolVLA's,
+    so `smolvla_drift` checkpoints have SmolVLA's layout.
+    """
+
+    def encode_prefix(self, images, img_masks, lang_tokens, lang_masks, state):
+        """Run the VLM over the prefix once; returns (KV cache, prefix pad masks [B, L]).
+
+        Mirrors the prefill in `VLAFlowMatching.sample_actions`, but keeps the autograd graph when
+        called under grad (training): the state projection (and the VLM, if unfrozen) learn through
+        the cache. `use_cache=True` always: the expert pass below reads the prefix from the cache.
+        """
+        prefix_embs, pad_masks, att_masks = self.embed_prefix(
+            images, img_masks, lang_tokens, lang_masks, state=state
+        )
+        att_2d = make_att_2d_masks(pad_masks, att_masks)
+        position_ids = torch.cumsum(pad_masks, dim=1) - 1
+        _, cache = self.vlm_with_expert.forward(
+            attention_mask=att_2d,
+            position_ids=position_ids,
+            past_key_values=None,
+            inputs_embeds=[prefix_embs, None],
+            use_cache=True,
+        )
+        return cache, pad_masks
+
+    @staticmethod
+    def expand_prefix(cache, pad_masks: Tensor, repeats: int):
+        """Repeat the prefix `repeats` times along the batch: row b becomes rows b·r .. b·r + r − 1.
+
+        `DynamicCache.batch_repeat_interleave` applies `repeat_interleave(dim=0)` to every layer's
+        keys and values (out of place per tensor, so gradients flow back to the single encoding).
+        """
+        if repeats == 1:
+            return cache, pad_masks
+        cache.batch_repeat_interleave(repeats)
+        return cache, pad_masks.repeat_interleave(repeats, dim=0)
+
+    def one_step(self, cache, pad_masks: Tensor, noise: Tensor) -> Tensor:
+        """chunk = ε − v(ε, t=1): one action-expert pass over the cached prefix. noise [N, T, A]."""
+        t_one = torch.ones(noise.shape[0], dtype=torch.float32, device=noise.device)
+        v = self.denoise_step(prefix_pad_masks=pad_masks, past_key_values=cache, x_t=noise, timestep=t_one)
+        return noise - v
+
+    def generate(self, images, img_masks, lang_tokens, lang_masks, state, noise: Tensor, samples: int) -> Tensor:
+        """`samples` one-step chunks per observation: noise [B·samples, T, A] -> chunks [B·samples, T, A].
+
+        Rows are grouped by observation (row b·samples + j is sample j of observation b).
+        """
+        cache, pad_masks = self.encode_prefix(images, img_masks, lang_tokens, lang_masks, state)
+        cache, pad_masks = self.expand_prefix(cache, pad_masks, samples)
+        return self.one_step(cache, pad_masks, noise)
+
+    def make_noise(self, noise: Tensor | None, bsize: int, samples: int, device) -> Tensor:
+        """ε of shape [B·samples, T, A]; accepts a given [B·samples, T, A] or [B, samples, T, A]."""
+        shape = (bsize * samples, self.config.chunk_size, self.config.max_action_dim)
+        if noise is None:
+            return self.sample_noise(shape, device)
+        noise = noise.reshape(shape) if noise.dim() == 4 else noise
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape} (B·samples, chunk, max_action_dim), got {tuple(noise.shape)}")
+        return noise.to(device=device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def sample_chunk(self, images, img_masks, lang_tokens, lang_masks, state, noise=None, **rtc_kwargs):
+        """One normalised action chunk per observation with the configured sampler.
+
+        Returns (chunk [B, T, A], info, candidates [B, K, T, A] or None). info holds wall times in ms
+        (prefix_ms, expert_ms, keystone_ms, total_ms) and, for KeyStone, spread/guard/cluster_size/index
+        of the first batch row.
+        """
+        cfg = self.config
+        bsize, device = state.shape[0], state.device
+        t0 = _clock(device)
+        cache, pad_masks = self.encode_prefix(images, img_masks, lang_tokens, lang_masks, state)
+        t1 = _clock(device)
+        info: dict = {"sampler": cfg.sampler, "samples": 1, "prefix_ms": (t1 - t0) * 1e3, "keystone_ms": 0.0}
+
+        if cfg.sampler == "flow":
+            # SmolVLA's own Euler loop (same calls as VLAFlowMatching.sample_actions), timed in two parts.
+            x0 = euler_integrate(
+                lambda x_t, t: self.denoise_step(
+                    prefix_pad_masks=pad_masks, past_key_values=cache, x_t=x_t, timestep=t
+                ),
+                self.make_noise(noise, bsize, 1, device),
+                cfg.num_steps,
+                rtc_processor=self.rtc_processor,
+                rtc_enabled=self._rtc_enabled(),
+                inference_delay=rtc_kwargs.get("inference_delay"),
+                prev_chunk_left_over=rtc_kwargs.get("prev_chunk_left_over"),
+                execution_horizon=rtc_kwargs.get("execution_horizon"),
+            )
+            t2 = _clock(device)
+            info.update(steps=cfg.num_steps, expert_ms=(t2 - t1) * 1e3, total_ms=(t2 - t0) * 1e3)
+            return x0, info, None
+
+        k = cfg.keystone_samples
+        eps = self.make_noise(noise, bsize, k, device)
+        cache, pad_masks = self.expand_prefix(cache, pad_masks, k)
+        chunks = self.one_step(cache, pad_masks, eps)
+        t2 = _clock(device)
+        info.update(steps=1, samples=k, expert_ms=(t2 - t1) * 1e3)
+        if k == 1:
+            info["total_ms"] = (t2 - t0) * 1e3
+            return chunks, info, None
+
+        candidates = chunks.view(bsize, k, cfg.chunk_size, cfg.max_action_dim)
+        action_dim = cfg.action_feature.shape[0]
+        # Padding dims never vote: KeyStone sees only the real action dims.
+        index, kinfo = keystone_select(
+            flatten_real(candidates, action_dim), clusters=cfg.keystone_clusters, tau=cfg.keystone_tau
+        )
+        chosen = candidates[torch.arange(bsize, device=device), index]
+        t3 = _clock(device)
+        info.update(
+            keystone_ms=(t3 - t2) * 1e3,
+            total_ms=(t3 - t0) * 1e3,
+            index=int(index[0]),
+            spread=float(kinfo["spread"][0]),
+            guard=bool(kinfo["guard_fired"][0]),
+            cluster_size=int(kinfo["cluster_size"][0]),
+        )
+        return chosen, info, candidates

@@ -1,0 +1,150 @@
+"""KeyStone against a plain loop written from DESIGN.md, plus its defining properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lekiwi_drift.policy.keystone import MAX_LLOYD_STEPS, flatten_real, keystone_select
+
+
+def reference_keystone(x: torch.Tensor, clusters: int = 4, tau: float = 0.3):
+    """One observation's candidates x [K,F]; returns (index, spread, guard_fired, cluster_size).
+
+    Rules the design leaves open, as documented in keystone.py: lower median for an even count, ties to
+    the lowest index, an empty cluster keeps its centroid, C = min(clusters, K).
+    """
+    k = x.shape[0]
+    d = [[float(torch.linalg.vector_norm(x[i] - x[j])) for j in range(k)] for i in range(k)]
+    totals = [sum(row) for row in d]
+    medoid = min(range(k), key=lambda i: (totals[i], i))
+    pairs = sorted(d[i][j] for i in range(k) for j in range(i + 1, k))
+    median = pairs[(len(pairs) - 1) // 2]
+    spread = float(torch.linalg.vector_norm(x.mean(0) - x[medoid])) / (median + 1e-8)
+    if spread < tau:
+        return medoid, spread, True, k
+
+    n_clusters = min(clusters, k)
+    centroids = [x[c].clone() for c in range(n_clusters)]
+
+    def assign():
+        out = []
+        for i in range(k):
+            sq = [float(((x[i] - c) ** 2).sum()) for c in centroids]
+            out.append(min(range(n_clusters), key=lambda c: (sq[c], c)))
+        return out
+
+    previous = None
+    for _ in range(MAX_LLOYD_STEPS):
+        labels = assign()
+        if labels == previous:
+            break
+        for c in range(n_clusters):
+            members = [i for i in range(k) if labels[i] == c]
+            if members:
+                centroids[c] = torch.stack([x[i] for i in members]).mean(0)
+        previous = labels
+    labels = assign()
+    sizes = [labels.count(c) for c in range(n_clusters)]
+    largest = max(range(n_clusters), key=lambda c: (sizes[c], -c))
+    members = [i for i in range(k) if labels[i] == largest]
+    best = min(members, key=lambda i: (sum(d[i][j] for j in members), i))
+    return best, spread, False, sizes[largest]
+
+
+def _unimodal(k, f, gen):
+    # A tight blob stretched along one direction: the medoid sits near the mean.
+    base = torch.randn(f, generator=gen, dtype=torch.float64)
+    direction = torch.randn(f, generator=gen, dtype=torch.float64)
+    t = torch.linspace(-1, 1, k, dtype=torch.float64)[torch.randperm(k, generator=gen)]
+    return base + t[:, None] * direction + 0.01 * torch.randn(k, f, generator=gen, dtype=torch.float64)
+
+
+def _multimodal(k, f, gen, modes=2):
+    centers = 5 * torch.randn(modes, f, generator=gen, dtype=torch.float64)
+    which = torch.randint(0, modes, (k,), generator=gen)
+    return centers[which] + torch.randn(k, f, generator=gen, dtype=torch.float64)
+
+
+def _check_against_reference(x, clusters=4, tau=0.3):
+    idx, info = keystone_select(x, clusters=clusters, tau=tau)
+    for b in range(x.shape[0]):
+        ref_idx, ref_spread, ref_guard, ref_size = reference_keystone(x[b], clusters, tau)
+        assert int(idx[b]) == ref_idx, f"row {b}"
+        assert math.isclose(float(info["spread"][b]), ref_spread, rel_tol=1e-9)
+        assert bool(info["guard_fired"][b]) == ref_guard
+        assert int(info["cluster_size"][b]) == ref_size
+    return idx, info
+
+
+def test_matches_reference_on_unimodal_and_multimodal_sets():
+    gen = torch.Generator().manual_seed(0)
+    sets = [_unimodal(8, 450, gen) for _ in range(12)]
+    sets += [_multimodal(8, 450, gen, modes=m) for m in (2, 3, 4) for _ in range(12)]
+    sets += [torch.randn(8, 450, generator=gen, dtype=torch.float64) for _ in range(12)]
+    x = torch.stack(sets)
+    _, info = _check_against_reference(x)
+    assert info["guard_fired"].any() and (~info["guard_fired"]).any()  # both paths exercised
+
+
+@pytest.mark.parametrize(("k", "clusters"), [(5, 4), (12, 4), (6, 2), (3, 8)])
+def test_matches_reference_for_other_sizes(k, clusters):
+    gen = torch.Generator().manual_seed(k)
+    x = torch.stack([_multimodal(k, 30, gen, modes=3) for _ in range(16)])
+    _check_against_reference(x, clusters=clusters)
+
+
+def test_empty_clusters_and_duplicates_stay_finite():
+    gen = torch.Generator().manual_seed(1)
+    x = _multimodal(8, 20, gen)
+    x[1] = x[0]  # first two initial centroids coincide: cluster 1 starts empty
+    x[2] = x[0]
+    x = torch.stack([x, torch.zeros(8, 20, dtype=torch.float64)])  # and a fully degenerate set
+    idx, info = _check_against_reference(x)
+    assert torch.isfinite(info["spread"][0]) and not torch.isnan(info["spread"]).any()
+    assert 0 <= int(idx[1]) < 8
+
+
+def test_returns_one_of_its_inputs_and_is_deterministic():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.stack([_multimodal(8, 450, gen) for _ in range(16)]).float()
+    idx, _ = keystone_select(x)
+    assert idx.dtype == torch.long and idx.shape == (16,)
+    assert torch.all((idx >= 0) & (idx < 8))
+    chosen = x[torch.arange(16), idx]
+    assert torch.all((x == chosen[:, None]).all(-1).any(-1))  # a candidate, never an average
+    again, _ = keystone_select(x.clone())
+    assert torch.equal(idx, again)
+    one_by_one = torch.cat([keystone_select(x[b : b + 1])[0] for b in range(16)])
+    assert torch.equal(idx, one_by_one)  # rows do not influence each other
+
+
+def test_guard_fires_on_tight_unimodal_set_not_on_bimodal_set():
+    gen = torch.Generator().manual_seed(3)
+    tight = _unimodal(8, 450, gen)
+    center = torch.randn(450, generator=gen, dtype=torch.float64)
+    offset = torch.randn(450, generator=gen, dtype=torch.float64)
+    noise = 0.05 * torch.randn(8, 450, generator=gen, dtype=torch.float64)
+    a, b = center + offset, center - offset
+    bimodal = torch.stack([a, b, a, a, b, a, a, b]) + noise  # 5 vs 3
+    idx, info = _check_against_reference(torch.stack([tight, bimodal]))
+    assert info["guard_fired"].tolist() == [True, False]
+    assert int(info["cluster_size"][0]) == 8
+    # With C = 4, four centroids start in the two modes and may split the larger one; with C = 2 the
+    # modes separate and the larger one must win.
+    idx, info = _check_against_reference(bimodal[None], clusters=2)
+    assert int(idx[0]) in (0, 2, 3, 5, 6) and int(info["cluster_size"][0]) == 5
+
+
+def test_flatten_real_drops_padded_dims():
+    chunks = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
+    flat = flatten_real(chunks, 5)
+    assert flat.shape == (2, 3, 20)
+    assert torch.equal(flat.view(2, 3, 4, 5), chunks[..., :5])
+
+
+def test_rejects_bad_shape():
+    with pytest.raises(ValueError):
+        keystone_select(torch.zeros(8, 10))

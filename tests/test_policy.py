@@ -1,0 +1,223 @@
+"""The smolvla_drift policy on the tiny offline VLM: config checks, generator, samplers, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("lerobot.policies.smolvla")
+
+import lekiwi_drift.policy  # noqa: E402,F401  (registers smolvla_drift)
+from lekiwi_drift.policy.configuration import SmolVLADriftConfig  # noqa: E402
+
+CAMS = ("front", "wrist", "top")
+B = 2
+T, A_MAX, D = 10, 16, 9  # tiny config: chunk 10, max_action_dim 16, LeKiwi's 9-D action
+
+
+def make_policy(vlm_dir, **overrides):
+    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
+
+    torch.manual_seed(0)
+    return SmolVLADriftPolicy(make_tiny_policy_config(vlm_dir, **overrides))
+
+
+def processors(policy):
+    from lerobot.policies.factory import make_pre_post_processors
+
+    return make_pre_post_processors(policy.config, dataset_stats=None)
+
+
+def raw_batch(bsize=B, with_actions=False, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    batch = {f"observation.images.{c}": torch.rand(bsize, 3, 64, 64, generator=g) for c in CAMS}
+    batch["observation.state"] = torch.randn(bsize, 9, generator=g)
+    batch["task"] = ["pick up the salt bottle"] * bsize
+    if with_actions:
+        batch["action"] = torch.randn(bsize, T, D, generator=g)
+        pad = torch.zeros(bsize, T, dtype=torch.bool)
+        pad[0, 7:] = True  # the first sample's episode ends inside the chunk
+        batch["action_is_pad"] = pad
+    return batch
+
+
+def noise(*shape, seed=2):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tiny_vlm_dir):
+    policy = make_policy(tiny_vlm_dir)
+    pre, post = processors(policy)
+    return policy, pre, post
+
+
+# ---------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"keystone_samples": 8, "sampler": "flow"}, "KeyStone"),
+        ({"drift_samples": 1}, "drift_samples"),
+        ({"keystone_samples": 4, "keystone_clusters": 5}, "keystone_clusters"),
+        ({"drift_grouping": "per_joint"}, "drift_grouping"),
+        ({"objective": "diffusion"}, "objective"),
+        ({"sampler": "ddim"}, "sampler"),
+        ({"flow_steps": 0}, "flow_steps"),
+        ({"drift_temperatures": ()}, "drift_temperatures"),
+        ({"use_cache": False}, "use_cache"),
+    ],
+)
+def test_invalid_config_is_rejected_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SmolVLADriftConfig(device="cpu", **kwargs)
+
+
+def test_valid_config_defaults_and_flow_steps():
+    cfg = SmolVLADriftConfig(device="cpu", sampler="flow", flow_steps=1)
+    assert cfg.type == "smolvla_drift"
+    assert (cfg.objective, cfg.drift_grouping, cfg.drift_samples) == ("drift", "action_dim", 8)
+    assert cfg.drift_temperatures == (0.02, 0.05, 0.2)
+    assert cfg.num_steps == 1  # SmolVLA's Euler loop follows flow_steps
+    # G=1 is fine for the flow baseline (no sibling repulsion involved).
+    SmolVLADriftConfig(device="cpu", objective="flow", drift_samples=1)
+
+
+def test_lerobot_factory_resolves_our_type(tiny_vlm_dir):
+    from lerobot.policies.factory import get_policy_class, make_policy_config
+
+    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+
+    assert get_policy_class("smolvla_drift") is SmolVLADriftPolicy
+    assert isinstance(make_policy_config("smolvla_drift", device="cpu"), SmolVLADriftConfig)
+
+
+def test_tiny_policy_size(tiny_policy):
+    policy, _, _ = tiny_policy
+    n = sum(p.numel() for p in policy.parameters())
+    assert 0.35e6 < n < 0.5e6  # DESIGN.md: about 0.43 M
+
+
+# ---------------------------------------------------------------- generator and training
+
+
+def test_one_step_generator_shape(tiny_policy):
+    policy, pre, _ = tiny_policy
+    batch = pre(raw_batch())
+    with torch.no_grad():
+        chunks = policy.one_step_chunks(batch, samples=3)
+    assert chunks.shape == (B, 3, T, D)
+    assert torch.isfinite(chunks).all()
+
+
+def test_drift_forward_logs_diagnostics_and_trains_through_the_cache(tiny_policy):
+    policy, pre, _ = tiny_policy
+    policy.train()
+    policy.zero_grad()
+    loss, out = policy.forward(pre(raw_batch(with_actions=True)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert out["loss"] == pytest.approx(loss.item())
+    assert {"drift_energy", "drift_centroid_mse", "drift_sample_var", "drift_force_rms_t0.02"} <= set(out)
+    assert all(isinstance(v, float) for v in out.values())
+    # The prefix (state projection) learns through the repeated KV cache; the expert learns too.
+    assert policy.model.state_proj.weight.grad.abs().sum() > 0
+    assert policy.model.action_out_proj.weight.grad.abs().sum() > 0
+    policy.zero_grad()
+    policy.eval()
+
+
+def test_flow_objective_uses_the_stock_loss(tiny_vlm_dir):
+    policy = make_policy(tiny_vlm_dir, objective="flow")
+    pre, _ = processors(policy)
+    loss, out = policy.forward(pre(raw_batch(with_actions=True)))
+    assert torch.isfinite(loss) and "losses_after_forward" in out
+
+
+def test_training_generator_is_the_deployed_function(tiny_policy):
+    policy, pre, _ = tiny_policy
+    batch = pre(raw_batch())
+    eps = noise(B, 1, T, A_MAX)
+    policy.train()
+    with torch.no_grad():
+        trained = policy.one_step_chunks(batch, noise=eps, samples=1)[:, 0]
+    policy.eval()
+    policy.reset()
+    deployed = policy.predict_action_chunk(batch, noise=eps[:, 0])
+    torch.testing.assert_close(deployed, trained, rtol=1e-5, atol=1e-5)
+    # The parametrisation chunk = eps - v(eps, t=1) is one Euler step of flow matching: FM-1 agrees.
+    policy.config.sampler, policy.config.flow_steps = "flow", 1
+    policy.config.validate()
+    try:
+        fm1 = policy.predict_action_chunk(batch, noise=eps[:, 0])
+    finally:
+        policy.config.sampler, policy.config.flow_steps = "drift", 10
+        policy.config.validate()
+    torch.testing.assert_close(fm1, trained, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- samplers
+
+
+def test_keystone_returns_one_of_the_candidates(tiny_vlm_dir):
+    policy = make_policy(tiny_vlm_dir, keystone_samples=6, keystone_clusters=3)
+    pre, _ = processors(policy)
+    batch = pre(raw_batch())
+    eps = noise(B, 6, T, A_MAX)
+    chosen = policy.predict_action_chunk(batch, noise=eps)
+    cands = policy.last_candidates
+    assert chosen.shape == (B, T, D) and cands.shape == (B, 6, T, D)
+    for b in range(B):
+        matches = [k for k in range(6) if torch.equal(cands[b, k], chosen[b])]
+        assert matches, "KeyStone must return one of the K samples, never an average"
+    # The K candidates are the one-step generator's samples for the same noise.
+    with torch.no_grad():
+        direct = policy.one_step_chunks(batch, noise=eps, samples=6)
+    torch.testing.assert_close(cands, direct, rtol=1e-5, atol=1e-5)
+    info = policy.last_chunk_info
+    assert info["samples"] == 6 and info["index"] in range(6)
+    assert {"prefix_ms", "expert_ms", "keystone_ms", "spread", "guard"} <= set(info)
+
+
+@pytest.mark.parametrize("steps", [1, 10])
+def test_flow_sampler_runs(tiny_vlm_dir, steps):
+    policy = make_policy(tiny_vlm_dir, sampler="flow", flow_steps=steps)
+    pre, post = processors(policy)
+    obs = raw_batch(bsize=1)
+    obs["task"] = obs["task"][0]
+    action = post(policy.select_action(pre(obs)))
+    assert action.shape == (1, D) and torch.isfinite(action).all()
+    assert policy.last_chunk_info["sampler"] == "flow" and policy.last_chunk_info["steps"] == steps
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_save_load_round_trip_gives_identical_actions(tiny_policy, tiny_vlm_dir, tmp_path):
+    from lekiwi_drift.policy.checkpoint import load_policy, robot_features
+
+    policy, pre, post = tiny_policy
+    policy.save_pretrained(tmp_path)
+    pre.save_pretrained(tmp_path)
+    post.save_pretrained(tmp_path)
+    loaded, pre2, post2 = load_policy(
+        tmp_path, robot_features=robot_features(list(CAMS)), vlm_dir=tiny_vlm_dir
+    )
+    eps = noise(B, T, A_MAX, seed=5)
+    policy.reset()
+    a1 = post(policy.predict_action_chunk(pre(raw_batch()), noise=eps))
+    a2 = post2(loaded.predict_action_chunk(pre2(raw_batch()), noise=eps))
+    torch.testing.assert_close(a2, a1, rtol=0, atol=1e-6)
+
+
+def test_checkpoint_robot_mismatch_names_the_camera(tiny_policy, tiny_vlm_dir, tmp_path):
+    from lekiwi_drift.policy.checkpoint import PolicyMismatchError, load_policy, robot_features
+
+    policy, _, _ = tiny_policy
+    policy.save_pretrained(tmp_path)
+    with pytest.raises(PolicyMismatchError, match=r"cameras \[front, wrist, top\] but the robot has \[front, wrist\]"):
+        load_policy(tmp_path, robot_features=robot_features(["front", "wrist"]), vlm_dir=tiny_vlm_dir)
+    with pytest.raises(PolicyMismatchError, match=r"state shape \(9,\) but the robot has \(6,\)"):
+        load_policy(tmp_path, robot_features=robot_features(list(CAMS), state_dim=6), vlm_dir=tiny_vlm_dir)
