@@ -37,10 +37,11 @@ def reference_keystone(x: torch.Tensor, clusters: int = 4, tau: float = 0.3):
         return out
 
     previous = None
-    for _ in range(MAX_LLOYD_STEPS):
+    for step in range(MAX_LLOYD_STEPS):
         labels = assign()
         if labels == previous:
             break
+        reference_keystone.steps_used = step + 1
         for c in range(n_clusters):
             members = [i for i in range(k) if labels[i] == c]
             if members:
@@ -94,6 +95,20 @@ def test_matches_reference_for_other_sizes(k, clusters):
     gen = torch.Generator().manual_seed(k)
     x = torch.stack([_multimodal(k, 30, gen, modes=3) for _ in range(16)])
     _check_against_reference(x, clusters=clusters)
+
+
+def test_matches_reference_on_slow_converging_low_dimensional_sets():
+    # Uniform points in the plane: many Lloyd steps, empty clusters, and clusters whose most central
+    # point (by distance to the members) is not a member.
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(300, 12, 2, generator=gen, dtype=torch.float64)
+    steps = []
+    idx, info = keystone_select(x, clusters=4, tau=0.0)
+    for b in range(x.shape[0]):
+        reference_keystone.steps_used = 0
+        assert int(idx[b]) == reference_keystone(x[b], 4, 0.0)[0], f"row {b}"
+        steps.append(reference_keystone.steps_used)
+    assert max(steps) >= 5  # the sets really exercise long Lloyd runs
 
 
 def test_empty_clusters_and_duplicates_stay_finite():
