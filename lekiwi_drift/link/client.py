@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -63,6 +64,7 @@ class RobotLink:
         self._thread: threading.Thread | None = None
         self._cmd_lock = threading.Lock()
         self._cmd: zmq.Socket | None = None
+        self._pool = ThreadPoolExecutor(max_workers=len(self.expected_cameras) or 1, thread_name_prefix="jpeg")
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -98,6 +100,7 @@ class RobotLink:
             if self._cmd is not None:
                 self._cmd.close(0)
                 self._cmd = None
+        self._pool.shutdown(wait=False)
         if self._own_ctx:
             self._ctx.term()
 
@@ -154,7 +157,7 @@ class RobotLink:
     def _ingest(self, frames: list[bytes]) -> None:
         t0 = time.perf_counter()
         try:
-            obs = decode_observation(frames, self.expected_cameras, self.hc.max_message_bytes)
+            obs = decode_observation(frames, self.expected_cameras, self.hc.max_message_bytes, pool=self._pool)
         except WireError as exc:
             self.stats.bad[exc.kind] += 1
             log.warning("dropped a malformed observation (%s); keeping the last good one", exc)

@@ -55,7 +55,11 @@ class RobotHost:
         self._ctx = context or zmq.Context()
         self._own_ctx = context is None
         self._auth = None
-        self._make_sockets()
+        try:
+            self._make_sockets()
+        except BaseException:  # e.g. an unreadable key file: release what was opened, then report
+            self.close()
+            raise
 
     # -- sockets ---------------------------------------------------------------------------------
     def _make_sockets(self) -> None:
@@ -81,8 +85,9 @@ class RobotHost:
         self.obs.bind(f"tcp://{hc.bind}:{hc.port_obs}")
 
     def close(self) -> None:
-        self.cmd.close(0)
-        self.obs.close(0)
+        for sock in (getattr(self, "cmd", None), getattr(self, "obs", None)):
+            if sock is not None:
+                sock.close(0)
         if self._auth is not None:
             self._auth.stop()
         if self._own_ctx:
