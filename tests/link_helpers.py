@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,24 +14,13 @@ import yaml
 
 from lekiwi_drift.config.robot import RobotConfig, load_config
 from lekiwi_drift.link.host import RobotHost
+from lekiwi_drift.link.ports import free_loopback_ports
 from lekiwi_drift.robots.fake import FakeLeKiwi, FakeRobotConfig
-
-
-def free_ports(n: int = 2) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def loopback_config(tmp_path: Path, size=(160, 120), **host_overrides) -> tuple[RobotConfig, Path]:
     """A config file on free loopback ports with small cameras (the wire is the same at any size)."""
-    cmd, obs = free_ports(2)
+    cmd, obs = free_loopback_ports(2)
     w, h = size
     data = {
         "cameras": [{"name": n, "device": f"/dev/video{i}", "width": w, "height": h} for i, n in

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("link", "sim")
+BENCHES = ("link", "sim", "record")
 
 
 def add_parser(sub) -> None:

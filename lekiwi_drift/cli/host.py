@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     sim.add_argument("--clock", choices=("realtime", "lockstep"), default="realtime",
                      help="realtime: physics follows wall time; lockstep: each command advances 1/30 s")
     sim.add_argument("--size", default=None, metavar="WxH", help="sim camera size (default: the config's)")
+    sim.add_argument("--expert", action="store_true",
+                     help="publish the scripted expert's action in each header (`_expert`), for "
+                          "`lekiwi-drift teleop --teleop scripted`")
     p.set_defaults(run=run)
 
 

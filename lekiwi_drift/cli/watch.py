@@ -15,19 +15,34 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _start_local_host(kind: str, cfg, args):
+def _start_local_host(kind: str, cfg):
+    """A host in this process on free loopback ports; returns (config pointing at it, stop function)."""
+    if kind == "sim":
+        from lekiwi_drift.sim.local import start_local_sim_host
+
+        handle = start_local_sim_host(cfg, clock="realtime", size="320x240")
+        print(f"serving a simulated LeKiwi on 127.0.0.1:{handle.config.host.port_obs}")
+        return handle.config, handle.stop
     from lekiwi_drift.link.host import RobotHost
+    from lekiwi_drift.link.ports import free_loopback_ports
     from lekiwi_drift.robots.factory import make_robot
 
     cfg.host.bind = cfg.host.address = "127.0.0.1"
-    args.item, args.seed, args.clock, args.size = "salt_bottle", 0, "realtime", "320x240"
-    robot = make_robot(kind, cfg, args)
+    cfg.host.port_cmd, cfg.host.port_obs = free_loopback_ports(2)
+    robot = make_robot(kind, cfg)
     robot.connect()
     host = RobotHost(robot, cfg)
     thread = threading.Thread(target=host.run, name="local-host", daemon=True)
     thread.start()
-    print(f"serving a {kind} LeKiwi on 127.0.0.1:{cfg.host.port_obs}")
-    return robot, host, thread
+    print(f"serving a fake LeKiwi on 127.0.0.1:{cfg.host.port_obs}")
+
+    def stop() -> None:
+        host.stop()
+        thread.join(timeout=3)
+        host.close()
+        robot.disconnect()
+
+    return cfg, stop
 
 
 def _line(link, rate: float) -> str:
@@ -47,7 +62,9 @@ def run(args) -> int:
     cfg = load_config(args.config)
     if args.host:
         cfg.host.address = args.host
-    local = _start_local_host(args.serve, cfg, args) if args.serve else None
+    stop_local = None
+    if args.serve:
+        cfg, stop_local = _start_local_host(args.serve, cfg)
     link = RobotLink(cfg)
     try:
         link.connect()
@@ -64,10 +81,6 @@ def run(args) -> int:
               f"reconnects {link.stats.reconnects}")
     finally:
         link.close()
-        if local is not None:
-            robot, host, thread = local
-            host.stop()
-            thread.join(timeout=3)
-            host.close()
-            robot.disconnect()
+        if stop_local is not None:
+            stop_local()
     return 0

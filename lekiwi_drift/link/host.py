@@ -70,6 +70,8 @@ class RobotHost:
             self._auth = curve.start_authenticator(self._ctx, self.config.keys)
             for sock in (self.cmd, self.obs):
                 curve.make_server(sock, self.config.keys)
+        elif hc.bind in ("127.0.0.1", "localhost", "::1"):
+            log.info("no CurveZMQ keys: plain stock wire on loopback only")
         else:
             log.warning("no CurveZMQ keys configured: plain stock wire, anyone on the network can drive the "
                         "robot; run `lekiwi-drift keys` to lock it down")
@@ -216,7 +218,8 @@ class RobotHost:
                 self.robot.stop_base()
                 base_stopped = True
                 self.stats.watchdog_stops += 1
-                log.warning("no command for %.0f ms: base stopped, arm holds its goal", self.hc.watchdog_ms)
+                if self.stats.commands:  # before any client has driven, there is nothing to warn about
+                    log.warning("no command for %.0f ms: base stopped, arm holds its goal", self.hc.watchdog_ms)
             frames = self._capture()
             if frames is not None:
                 self._publish(frames)
