@@ -111,6 +111,16 @@ def test_matches_reference_on_slow_converging_low_dimensional_sets():
     assert max(steps) >= 5  # the sets really exercise long Lloyd runs
 
 
+def test_cluster_medoid_is_a_member():
+    # Four points on a unit circle (the larger cluster) around an axis holding two points of the other
+    # cluster: the point (0, 0, 0.3) is closer in summed distance to the circle than any circle point,
+    # yet it is not a member, so it must not be returned.
+    ring = [[math.cos(a), math.sin(a), 0.0] for a in (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)]
+    x = torch.tensor([[[0.0, 0.0, 0.3], [0.0, 0.0, 0.4], *ring]], dtype=torch.float64)
+    idx, info = _check_against_reference(x, clusters=2, tau=0.0)
+    assert int(idx[0]) == 2 and int(info["cluster_size"][0]) == 4
+
+
 def test_empty_clusters_and_duplicates_stay_finite():
     gen = torch.Generator().manual_seed(1)
     x = _multimodal(8, 20, gen)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("link", "sim", "record")
+BENCHES = ("link", "sim", "record", "keystone", "drift-loss")
 
 
 def add_parser(sub) -> None:
