@@ -79,3 +79,23 @@ def test_our_client_works_against_stock_lerobot_host(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_stock_lekiwi_client_receives_three_cameras_from_the_sim_host(tmp_path):
+    from lekiwi_drift.sim.local import start_local_sim_host
+
+    cfg, _ = loopback_config(tmp_path, size=(96, 72))
+    with start_local_sim_host(cfg, clock="realtime", size="96x72") as sim:
+        client = stock_client(sim.config)
+        client.connect()
+        try:
+            deadline = time.monotonic() + 10
+            obs = client.get_observation()
+            while not all(n in obs for n in ("front", "wrist", "top")) and time.monotonic() < deadline:
+                obs = client.get_observation()
+            for name in ("front", "wrist", "top"):
+                assert obs[name].shape == (72, 96, 3)
+                assert obs[name].std() > 5  # a rendered scene, not a blank frame
+            assert all(k in obs for k in STATE_KEYS) and not any(k.startswith("_") for k in obs)
+        finally:
+            client.disconnect()
