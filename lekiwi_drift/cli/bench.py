@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("link", "sim", "record", "keystone", "drift-loss")
+BENCHES = ("link", "sim", "record", "keystone", "drift-loss", "latency", "toy")
 
 
 def add_parser(sub) -> None:

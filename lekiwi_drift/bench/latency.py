@@ -1,0 +1,206 @@
+"""`lekiwi-drift bench latency`: per-chunk latency at full SmolVLA size, ours vs LeRobot's stock SmolVLA.
+
+One process builds our `smolvla_drift` policy and a stock `SmolVLAPolicy` holding the same weights
+(lekiwi_drift.bench.latency_models), feeds both one preprocessed observation (batch 1, three cameras
+at 480x640 by default, chunk 50, 9-D actions) and times, per chunk (`predict_action_chunk`, wall clock,
+CUDA-synchronised):
+
+    ours  drift-1        one expert pass at t = 1
+    ours  FM-10 / FM-1   SmolVLA's Euler loop, 10 / 1 steps
+    ours  drift+KS       K = 8 one-step candidates in one batched expert pass, KeyStone with C = 4
+    stock FM-10 / FM-1   LeRobot's SmolVLAPolicy, num_steps 10 / 1
+
+Each chunk is split into prefix encoding (vision + language + state into the KV cache), expert passes,
+KeyStone selection and other (image resize/pad, state padding, queue handling). Variants run
+round-robin, the starting variant rotating each round, so machine-load noise hits all of them alike;
+the table reports medians over the timed rounds. Peak memory: on CUDA `max_memory_allocated` per
+variant; on CPU the peak resident set size sampled every 2 ms while the variant runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import threading
+from pathlib import Path
+
+HELP = "per-chunk latency at full SmolVLA size: drift-1, FM-10, FM-1, drift+KeyStone vs stock SmolVLA"
+PARTS = ("prefix", "expert", "keystone", "other")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--rounds", type=int, default=6, help="timed rounds per variant (default: 6)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="VLM + expert weights dtype (default: float32)")
+    parser.add_argument("--cameras", type=int, default=3, help="cameras (default: 3)")
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--keystone", type=int, default=8, help="KeyStone candidates K (default: 8)")
+    parser.add_argument("--clusters", type=int, default=4, help="KeyStone clusters C (default: 4)")
+    parser.add_argument("--no-batch-vision", action="store_true",
+                        help="ours: encode cameras one by one, as stock does (default: one batched call)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the expert pass (ours and stock)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--tiny", action="store_true", help="tiny test VLM instead of full SmolVLA shapes")
+    parser.add_argument("--vlm-dir", default=None, help="offline SmolVLM dir (default: written to ~/.cache)")
+    parser.add_argument("--quick", action="store_true", help="2 timed rounds after 1 warm-up")
+    parser.add_argument("--out", default=None, help="folder for latency.json and latency.png")
+
+
+class PeakRSS:
+    """Peak resident set size (bytes) of this process while the `with` block runs, sampled by a thread."""
+
+    def __init__(self, period_s: float = 0.002):
+        self.period_s, self.peak = period_s, 0
+        self._stop = threading.Event()
+        self._page = resource.getpagesize()
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def variants(k: int, clusters: int) -> list[dict]:
+    return [
+        {"name": "drift-1", "who": "ours", "sampler": "drift", "steps": 1, "k": 1},
+        {"name": "FM-10", "who": "ours", "sampler": "flow", "steps": 10, "k": 1},
+        {"name": "FM-1", "who": "ours", "sampler": "flow", "steps": 1, "k": 1},
+        {"name": f"drift+KS K={k}", "who": "ours", "sampler": "drift", "steps": 1, "k": k, "c": clusters},
+        {"name": "stock FM-10", "who": "stock", "steps": 10},
+        {"name": "stock FM-1", "who": "stock", "steps": 1},
+    ]
+
+
+def _configure(policy, v: dict) -> None:
+    cfg = policy.config
+    if v["who"] == "stock":
+        cfg.num_steps = v["steps"]
+        return
+    cfg.sampler, cfg.flow_steps, cfg.keystone_samples = v["sampler"], v["steps"], v["k"]
+    cfg.keystone_clusters = v.get("c", cfg.keystone_clusters)
+    cfg.validate()
+
+
+def time_chunk(v: dict, ours, stock, timer, batch: dict, device) -> dict:
+    """One chunk of variant v: total and parts in ms, and peak memory in MiB."""
+    import torch
+
+    from lekiwi_drift.bench.latency_models import sync
+
+    policy = ours if v["who"] == "ours" else stock
+    _configure(policy, v)
+    policy.reset()
+    timer.reset()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with PeakRSS() as rss:
+        t0 = sync(device)
+        chunk = policy.predict_action_chunk(dict(batch))
+        total = (sync(device) - t0) * 1e3
+    if v["who"] == "ours":
+        info = policy.last_chunk_info
+        prefix, expert, keystone = info["prefix_ms"], info["expert_ms"], info["keystone_ms"]
+    else:
+        (prefix, expert), keystone = timer.split_ms(), 0.0
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
+    assert torch.isfinite(chunk).all(), f"{v['name']}: non-finite actions"
+    return {"total": total, "prefix": prefix, "expert": expert, "keystone": keystone,
+            "other": max(0.0, total - prefix - expert - keystone), "peak_mib": peak / 2**20}
+
+
+def measure(args, progress=print) -> dict:
+    import torch
+
+    from lekiwi_drift.bench.latency_models import (
+        StockTimer, build_policies, default_vlm_dir, ensure_vlm_dir, make_batch, make_config)
+    from lekiwi_drift.bench.levers import batch_vision, compile_expert
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    vlm_dir = ensure_vlm_dir(Path(args.vlm_dir) if args.vlm_dir else default_vlm_dir(args.tiny), args.tiny)
+    height, width = (64, 64) if args.tiny else (args.height, args.width)
+    cfg = make_config(vlm_dir, args.tiny, args.cameras, height, width, args.device)
+    ours, stock = build_policies(cfg, dtype)
+    n_params = sum(p.numel() for p in ours.parameters())
+    if not args.no_batch_vision:
+        batch_vision(ours.model)
+    if args.compile:
+        compile_expert(ours.model)
+        compile_expert(stock.model)
+    timer = StockTimer(stock.model, device)
+    batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in make_batch(ours, args.cameras, height, width).items()}
+
+    vs = variants(args.keystone, args.clusters)
+    samples: dict[str, list[dict]] = {v["name"]: [] for v in vs}
+    total_rounds = args.warmup + args.rounds
+    with torch.inference_mode():
+        for r in range(total_rounds):
+            order = vs[r % len(vs):] + vs[: r % len(vs)]  # rotate the starting variant each round
+            for v in order:
+                m = time_chunk(v, ours, stock, timer, batch, device)
+                if r >= args.warmup:
+                    samples[v["name"]].append(m)
+            tag = "warm-up" if r < args.warmup else "timed"
+            progress(f"round {r + 1}/{total_rounds} ({tag}): " + ", ".join(
+                f"{v['name']} {samples[v['name']][-1]['total']:.0f} ms" if r >= args.warmup else v["name"]
+                for v in vs))
+    rows = {}
+    for v in vs:
+        runs = samples[v["name"]]
+        row = {k: statistics.median(m[k] for m in runs) for k in ("total", *PARTS)}
+        row["min_total"] = min(m["total"] for m in runs)
+        row["peak_mib"] = max(m["peak_mib"] for m in runs)
+        row["who"] = v["who"]
+        rows[v["name"]] = row
+    meta = {
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "dtype": args.dtype, "cameras": args.cameras, "image": [height, width], "chunk": cfg.chunk_size,
+        "action_dim": 9, "batch": 1, "params_m": n_params / 1e6, "tiny": args.tiny, "rounds": args.rounds,
+        "warmup": args.warmup, "batch_vision": not args.no_batch_vision, "compile": args.compile,
+        "keystone": args.keystone, "clusters": args.clusters,
+        "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    return {"meta": meta, "rows": rows, "samples": samples}
+
+
+def run(args) -> int:
+    from lekiwi_drift.bench.latency_report import checks, format_table, save
+
+    if args.quick:
+        args.rounds, args.warmup = 2, 1
+    size = "TINY test model" if args.tiny else "full SmolVLA shapes (SmolVLM2-500M, random weights)"
+    print(f"lekiwi-drift bench latency: {size}, {args.device} {args.dtype}, {args.cameras} cameras, "
+          f"{args.warmup} warm-up + {args.rounds} timed rounds, round-robin", flush=True)
+    result = measure(args, progress=lambda line: print(line, flush=True))
+    meta = result["meta"]
+    print(f"\n{meta['device_name']}; {meta['params_m']:.0f} M parameters; batched vision: {meta['batch_vision']}; "
+          f"compile: {meta['compile']}; process peak RSS {meta['process_peak_rss_mib']:.0f} MiB")
+    print(format_table(result))
+    for line in checks(result):
+        print("- " + line)
+    if args.out:
+        for path in save(result, Path(args.out)):
+            print(f"wrote {path}")
+    return 0

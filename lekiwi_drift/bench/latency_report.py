@@ -1,0 +1,84 @@
+"""Table, target checks and the stacked-bar PNG for `bench latency`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARTS = ("prefix", "expert", "keystone", "other")
+
+
+def format_table(result: dict) -> str:
+    rows, meta = result["rows"], result["meta"]
+    mem = "peak GPU alloc (MiB)" if meta["device"].startswith("cuda") else "peak RSS (MiB)"
+    lines = [
+        f"| variant | chunk ms (median) | min | prefix | expert | KeyStone | other | {mem} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        label = f"{'ours' if r['who'] == 'ours' else 'LeRobot'} {name.removeprefix('stock ')}"
+        lines.append(
+            f"| {label} | {r['total']:.1f} | {r['min_total']:.1f} | {r['prefix']:.1f} | {r['expert']:.1f} | "
+            f"{r['keystone']:.1f} | {r['other']:.1f} | {r['peak_mib']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool, value: float, limit: str) -> str:
+    return f"{value:.3f} ({'met' if ok else 'MISSED'}; target {limit})"
+
+
+def checks(result: dict) -> list[str]:
+    """The issue's targets, each with its measured value, and the prefix/expert account of the ratio."""
+    rows, meta = result["rows"], result["meta"]
+    ks = next(n for n in rows if n.startswith("drift+KS"))
+    t = {n: r["total"] for n, r in rows.items()}
+    drift, fm10 = rows["drift-1"], rows["FM-10"]
+    out = [
+        "ours FM-10 / stock FM-10 = " + _verdict(t["FM-10"] <= t["stock FM-10"], t["FM-10"] / t["stock FM-10"], "<= 1"),
+        "ours FM-1 / stock FM-1 = " + _verdict(t["FM-1"] <= t["stock FM-1"], t["FM-1"] / t["stock FM-1"], "<= 1"),
+        "drift-1 / stock FM-1 = " + _verdict(t["drift-1"] <= t["stock FM-1"], t["drift-1"] / t["stock FM-1"], "<= 1"),
+    ]
+    overhead = t[ks] / t["drift-1"] - 1
+    out.append(f"KeyStone overhead ({ks} vs drift-1) = {100 * overhead:+.1f} % "
+               f"({'met' if overhead <= 0.10 else 'MISSED'}; target <= +10 %)")
+    ratio = t["FM-10"] / t["drift-1"]
+    # Prefix P is paid once by every variant; FM-10 adds 9 more expert passes E. Predicted ratio from
+    # the drift-1 split: (P + other + 10 E) / (P + other + E).
+    p, e = drift["prefix"] + drift["other"], drift["expert"]
+    per_step = fm10["expert"] / 10
+    out.append(
+        f"FM-10 / drift-1 = {ratio:.2f}x; from the split: prefix+other {p:.0f} ms paid once, one expert pass "
+        f"{e:.1f} ms (FM-10: {per_step:.1f} ms per step), so (P + 10E) / (P + E) = {(p + 10 * e) / (p + e):.2f}x; "
+        f"prefix is {100 * drift['prefix'] / drift['total']:.0f} % of a drift chunk"
+    )
+    if meta["device"].startswith("cuda"):
+        out.append("GPU: drift-1 chunk = " + _verdict(t["drift-1"] <= 20.0, t["drift-1"], "<= 20 ms on an H100"))
+        out.append("GPU: FM-10 / drift-1 = " + _verdict(ratio >= 4.6, ratio, ">= 4.6x"))
+    return out
+
+
+def write_plot(result: dict, path: Path) -> Path:
+    """Stacked horizontal bars: prefix / expert / KeyStone / other per variant (median ms)."""
+    from lekiwi_drift.bench.png_plot import Canvas, hbar_panel
+
+    rows, meta = result["rows"], result["meta"]
+    names = [f"{'ours' if r['who'] == 'ours' else 'LeRobot'} {n.removeprefix('stock ')}" for n, r in rows.items()]
+    title = (f"Per-chunk latency, median of {meta['rounds']} rounds: {meta['device_name']}, {meta['dtype']}, "
+             f"{meta['cameras']} cameras {meta['image'][0]}x{meta['image'][1]}, chunk {meta['chunk']}, batch 1"
+             f"{' (TINY model)' if meta['tiny'] else ''}")
+    canvas = Canvas(1200, 460, title)
+    hbar_panel(canvas, canvas.grid(1, 1)[0], names, [[r[p] for p in PARTS] for r in rows.values()],
+               "milliseconds per chunk", seg_names=["prefix encode", "expert passes", "KeyStone", "other"],
+               label_width=170, value_labels=True)
+    canvas.save(path)
+    return path
+
+
+def save(result: dict, out: Path) -> list[Path]:
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"meta": result["meta"], "rows": result["rows"], "checks": checks(result),
+            "samples": result["samples"]}
+    (out / "latency.json").write_text(json.dumps(data, indent=2))
+    return [out / "latency.json", write_plot(result, out / "latency.png")]
