@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("link", "sim", "record", "keystone", "drift-loss", "latency", "toy")
+BENCHES = ("link", "sim", "keystone", "drift-loss", "tui", "record", "latency", "toy", "loop")
 
 
 def add_parser(sub) -> None:

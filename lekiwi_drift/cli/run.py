@@ -1,0 +1,179 @@
+"""`lekiwi-drift run`: run a policy preset on the robot (or the simulated robot) at 30 Hz.
+
+    lekiwi-drift run --policy drift                      # no ./lekiwi.yaml and no --host: starts the sim
+    lekiwi-drift run --policy fm10 --sim --episodes 20 --max-time 30
+    lekiwi-drift run --policy drift --host 192.168.1.42  # the real LeKiwi (host running on the Pi)
+    lekiwi-drift run --policy path/to/my_preset.yaml --mode sync
+
+Space or Esc: emergency stop (base stopped, arm held). Ctrl-C: safe stop and exit. Telemetry goes to
+runs/<timestamp>/telemetry.jsonl; a summary per episode is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run a policy preset on the robot or the sim (30 Hz control loop)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--policy", default="drift", help="preset name (policies/NAME.yaml) or a preset file (default: drift)")
+    p.add_argument("--config", help="robot config YAML (default: ./lekiwi.yaml)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--sim", action="store_true", help="start the simulated robot in this process")
+    where.add_argument("--host", help="the robot host's address (overrides host.address)")
+    p.add_argument("--max-time", type=float, default=60.0, help="seconds per episode (default: 60)")
+    p.add_argument("--episodes", type=int, default=1, help="episodes to run (default: 1)")
+    p.add_argument("--mode", choices=("sync", "async"), help="override the preset's mode")
+    p.add_argument("--item", default="salt_bottle", help="sim: the requested item (default: salt_bottle)")
+    p.add_argument("--seed", type=int, default=0, help="sim: seed of the first episode's scene (then +1 each)")
+    p.add_argument("--clock", choices=("lockstep", "realtime"), default="lockstep",
+                   help="sim clock (default: lockstep: one command = one 1/30 s step, so a busy machine "
+                        "slows the sim instead of the robot falling behind)")
+    p.add_argument("--no-auto-success", action="store_true", help="sim: do not end an episode on `_success`")
+    p.add_argument("--runs-dir", default="runs", help="where runs/<timestamp>/ goes (default: ./runs)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.set_defaults(run=run)
+
+
+def _robot_config(args):
+    """(config, start the sim?, why)."""
+    from lekiwi_drift.config.robot import DEFAULT_CONFIG_NAME, load_config
+
+    if args.sim:
+        return load_config(args.config), True, "--sim"
+    if args.host:
+        cfg = load_config(args.config)
+        cfg.host.address = args.host
+        return cfg, False, f"--host {args.host}"
+    if args.config or (Path.cwd() / DEFAULT_CONFIG_NAME).exists():
+        cfg = load_config(args.config)
+        return cfg, False, cfg.source
+    return load_config(None), True, f"no robot configured (no ./{DEFAULT_CONFIG_NAME}, no --host)"
+
+
+class _Printer:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stdout.isatty()
+        self._last = 0.0
+
+    def __call__(self, status) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            print("\r" + status.line[:200].ljust(120), end="", flush=True)
+        elif time.monotonic() - self._last > 5.0:  # a log file gets a line every 5 s, not a flood
+            self._last = time.monotonic()
+            print(status.line, flush=True)
+
+    def end(self) -> None:
+        if self.tty and not self.quiet:
+            print()
+
+
+def run(args) -> int:
+    from lekiwi_drift.control.keys import EstopKeys
+    from lekiwi_drift.control.loop import ControlLoop
+    from lekiwi_drift.control.preset import load_preset
+    from lekiwi_drift.control.runtime import PolicyRuntime
+    from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.policy.checkpoint import PolicyMismatchError
+
+    if args.episodes < 1 or args.max_time <= 0:
+        print("lekiwi-drift run: --episodes must be >= 1 and --max-time > 0", file=sys.stderr)
+        return 2
+    preset = load_preset(args.policy)
+    if args.mode:
+        preset.mode = args.mode
+    if args.no_auto_success:
+        preset.end_on_success = False
+    cfg, start_sim, why = _robot_config(args)
+    # The checkpoint is checked against the robot's cameras and vector sizes before anything moves.
+    print(f"loading policy preset {preset.name} ({preset.source}) ...", flush=True)
+    try:
+        runtime = PolicyRuntime.load(preset, cfg)
+    except PolicyMismatchError as exc:
+        print(f"lekiwi-drift run: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"lekiwi-drift run: {exc}", file=sys.stderr)
+        return 2
+    print(runtime.describe())
+    print(f"warm-up chunk: {runtime.warmup_ms:.1f} ms; mode {preset.mode}, {preset.control_hz:g} Hz")
+
+    local = None
+    if start_sim:
+        from lekiwi_drift.sim.local import start_local_sim_host
+
+        w, h = preset.sim_wh()
+        print(f"{why}: starting the simulated LeKiwi ({args.item}, seed {args.seed}, {args.clock} clock, "
+              f"cameras {w}x{h})")
+        local = start_local_sim_host(cfg, item=args.item, seed=args.seed, clock=args.clock, size=f"{w}x{h}")
+        cfg = local.config
+    else:
+        print(f"robot: {cfg.host.address} ({why})")
+
+    run_dir = Path(args.runs_dir) / time.strftime("%Y%m%d-%H%M%S")
+    link = RobotLink(cfg)
+    loop = None
+    results = []
+    try:
+        obs = link.connect()
+        is_sim = "_success" in obs.extras
+        loop = ControlLoop(link, runtime, preset, cfg, run_dir=run_dir)
+        print(f"joint limits from {loop.limits_source}; telemetry: {loop.telemetry.path}")
+        print("Space/Esc: emergency stop   Ctrl-C: stop and exit")
+        stop = threading.Event()
+        printer = _Printer(args.quiet)
+        for i in range(args.episodes):
+            if is_sim:
+                link.request({"op": "reset", "item": args.item, "seed": args.seed + i})
+            elif i > 0:
+                if input("reset the scene, then Enter to start the next episode (q + Enter to quit): ").strip() == "q":
+                    break
+            with EstopKeys(loop.estop, on_quit=stop.set):
+                result = loop.run_episode(args.max_time, stop=stop, on_status=printer)
+            printer.end()
+            results.append(result)
+            t = result.telemetry
+            seed = f" seed {args.seed + i}" if is_sim else ""
+            print(f"episode {i + 1}/{args.episodes}{seed}: {result.outcome} in {result.duration_s:.1f} s"
+                  f"{' (' + result.error + ')' if result.error else ''}; chunks {t['chunks']}, infer p50 "
+                  f"{t['infer_ms_p50']:.1f} ms, {t['hz']:.1f} Hz, stall {t['stall_ticks']}, stale "
+                  f"{t['stale_actions']}, dropped {t['dropped_actions']}, jitter p99 {t['jitter_p99_ms']:.1f} ms",
+                  flush=True)
+            if result.interrupted or result.outcome in ("estop", "stale") or stop.is_set():
+                break
+    except KeyboardInterrupt:
+        print("\ninterrupted: robot stopped")
+    finally:
+        if loop is not None:
+            loop.close()
+        link.close()
+        if local is not None:
+            local.stop()
+    _write_summary(run_dir, preset, runtime, args, results)
+    return 0 if results and all(r.outcome not in ("error", "stale") for r in results) else 1
+
+
+def _write_summary(run_dir: Path, preset, runtime, args, results) -> None:
+    if not results:
+        return
+    n_ok = sum(r.outcome == "success" for r in results)
+    print(f"{preset.name}: {n_ok}/{len(results)} success" + (f" (auto-scored by the sim)" if any(
+        r.auto_success is not None for r in results) else ""))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "preset": preset.name, "preset_file": preset.source, "checkpoint": str(runtime.checkpoint_dir),
+        "checkpoint_hash": runtime.checkpoint_hash, "mode": preset.mode, "item": args.item,
+        "first_seed": args.seed, "max_time_s": args.max_time,
+        "episodes": [asdict(r) for r in results],
+    }, indent=2, default=str))
+    print(f"run summary: {run_dir / 'run.json'}")

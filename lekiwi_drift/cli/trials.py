@@ -1,0 +1,167 @@
+"""`lekiwi-drift trials`: repeated pick-and-place trials with honest tallies per policy (Textual TUI).
+
+    lekiwi-drift trials salt_bottle [--sim] [--auto]   run (or resume) a session of trials/salt_bottle.yaml
+    lekiwi-drift trials --resume SESSION               continue that session
+    lekiwi-drift trials report SESSION                 print the scoreboard; write CSV, Markdown, PNG
+
+An unfinished session of the same protocol is resumed automatically (`--new` starts another one).
+Textual, torch and the robot link are imported only when they are needed, so the first screen is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("trials", help="repeated trials per policy in a TUI, durable tallies; `trials report SESSION`",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", nargs="?", metavar="PROTOCOL|report",
+                   help="a protocol name (trials/<name>.yaml) or path; or `report`")
+    p.add_argument("session", nargs="?", metavar="SESSION", help="with `report`: a session id or .sqlite path")
+    p.add_argument("--resume", metavar="SESSION", help="continue this session (id or .sqlite path)")
+    p.add_argument("--new", action="store_true", help="start a new session even if one of this protocol is unfinished")
+    p.add_argument("--seed", type=int, help="order/blind-code seed for a new session (default: the protocol's, else random)")
+    p.add_argument("--config", help="robot config YAML (default: ./lekiwi.yaml, else the packaged example)")
+    p.add_argument("--sim", action="store_true", help="start a simulated LeKiwi in this process")
+    p.add_argument("--sim-clock", choices=("realtime", "lockstep"), default="realtime",
+                   help="with --sim: realtime (like the robot) or lockstep (one tick per action, deterministic)")
+    p.add_argument("--auto", action="store_true",
+                   help="unattended: start every trial and score it from the sim's success detector / time limit")
+    p.add_argument("--headless", action="store_true", help="with --auto: no terminal UI; exit when the session is done")
+    p.add_argument("--sessions-dir", help="where session databases live (default: ./trials/sessions)")
+    p.add_argument("--out", help="with `report`: output folder (default: next to the session database)")
+    p.add_argument("--first-paint-exit", action="store_true", help=argparse.SUPPRESS)  # `bench tui`
+    p.set_defaults(run=run)
+
+
+def _sessions_dir(args) -> Path:
+    from lekiwi_drift.trials.session import default_sessions_dir
+
+    return Path(args.sessions_dir) if args.sessions_dir else default_sessions_dir()
+
+
+def run(args) -> int:
+    from lekiwi_drift.trials.store import SessionBusy, StoreError
+
+    try:
+        if args.target == "report":
+            return run_report(args)
+        return run_tui(args)
+    except SessionBusy as exc:
+        print(f"lekiwi-drift trials: {exc}", file=sys.stderr)
+        return 3
+    except StoreError as exc:
+        print(f"lekiwi-drift trials: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_report(args) -> int:
+    from lekiwi_drift.trials.report import export, text_report
+    from lekiwi_drift.trials.session import TrialSession
+
+    if not args.session:
+        print("lekiwi-drift trials report: which session? (`lekiwi-drift trials report SESSION`)", file=sys.stderr)
+        return 2
+    session = TrialSession.read(TrialSession.resolve(args.session, _sessions_dir(args)))
+    try:
+        print(text_report(session))
+        files = export(session, Path(args.out) if args.out else None)
+    finally:
+        session.close()
+    print("\nwrote " + ", ".join(str(p) for p in files.all()))
+    return 0
+
+
+def open_session(args):
+    """Resume (explicitly, or the newest unfinished session of the protocol) or create a session."""
+    from lekiwi_drift.trials.protocol import load_protocol
+    from lekiwi_drift.trials.session import TrialSession
+
+    sessions = _sessions_dir(args)
+    if args.resume:
+        return TrialSession.open(TrialSession.resolve(args.resume, sessions))
+    if not args.target:
+        from lekiwi_drift.config.robot import ConfigError
+
+        raise ConfigError("give a protocol (e.g. `lekiwi-drift trials salt_bottle`) or --resume SESSION")
+    protocol = load_protocol(args.target)
+    if not args.new and (found := TrialSession.find_unfinished(protocol.name, sessions)) is not None:
+        session = TrialSession.open(found)
+        if session.protocol.to_dict() != {**protocol.to_dict(), "seed": session.protocol.seed}:
+            logging.getLogger(__name__).warning(
+                "%s changed since session %s started; the session keeps the protocol it started with",
+                protocol.source, session.session_id)
+        return session
+    return TrialSession.create(protocol, sessions, seed=args.seed)
+
+
+@contextmanager
+def _log_to_file(path: Path | None):
+    """While the TUI owns the terminal, log lines go to a file next to the session instead of stderr
+    (a stray line on stderr would tear the screen)."""
+    root = logging.getLogger()
+    streams = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+               and not isinstance(h, logging.FileHandler)]
+    handler = None
+    if path is not None:
+        for h in streams:
+            root.removeHandler(h)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+            for h in streams:
+                root.addHandler(h)
+
+
+def run_tui(args) -> int:
+    if args.headless and not args.auto:
+        print("lekiwi-drift trials: --headless needs --auto (nobody could press a key)", file=sys.stderr)
+        return 2
+    session = open_session(args)
+    try:
+        if session.done:
+            print(f"resuming session {session.session_id} at trial {session.done + 1}/{session.total}",
+                  file=sys.stderr)
+        from lekiwi_drift.config.robot import load_config
+        from lekiwi_drift.trials.app import TrialsApp
+        from lekiwi_drift.trials.backend import RobotBackend
+
+        backend = RobotBackend(load_config(args.config), session.protocol, sim_host=args.sim,
+                               sim_clock=args.sim_clock, scene_seed=session.protocol.scene_seed)
+        app = TrialsApp(session, backend, auto=args.auto, first_paint_exit=args.first_paint_exit,
+                        exit_when_done=args.headless)
+        log_path = None if args.headless else session.store.path.with_suffix(".log")
+        try:
+            with _log_to_file(log_path):
+                code = app.run(headless=args.headless)
+        finally:
+            backend.close()
+        if args.first_paint_exit:
+            print(f"first_paint_monotonic={app.first_paint_at} torch_imported={app.torch_before_first_paint}")
+            return 0
+        from lekiwi_drift.trials.report import text_report
+
+        print(text_report(session))
+        if app.report_files:
+            print("\nwrote " + ", ".join(app.report_files))
+        if app.error:
+            print(f"lekiwi-drift trials: {app.error}", file=sys.stderr)
+            return 1
+        if not session.finished:
+            print(f"\nsession {session.session_id} paused at trial {session.done + 1}/{session.total}; run the "
+                  f"same command again (or --resume {session.session_id}) to continue", file=sys.stderr)
+        return int(code or 0)
+    finally:
+        session.close()
+

@@ -1,0 +1,321 @@
+"""`ControlLoop`: the 30 Hz onboard loop from observations to safe commands.
+
+Each tick, on a monotonic clock: take the newest observation; refuse to act on a stale one (base
+stopped, arm held); install a chunk that has landed; start the next inference when the schedule asks
+(in a worker thread, so the loop keeps ticking while the policy thinks); send this tick's action
+through the safety filter (or a hold when there is none: a stall); record telemetry. Every exit —
+time limit, success, stop event, e-stop, a policy exception, Ctrl-C — sends a safe stop first.
+
+Lockstep hosts (the deterministic sim) need nothing special: the loop sends exactly one command per
+tick and each command advances the sim by one control period.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lekiwi_drift.config.robot import RobotConfig
+from lekiwi_drift.control.preset import Preset
+from lekiwi_drift.control.runtime import PolicyRuntime
+from lekiwi_drift.control.safety import SafetyFilter, joint_limits
+from lekiwi_drift.control.scheduler import ActionSchedule, Chunk
+from lekiwi_drift.control.telemetry import Telemetry
+from lekiwi_drift.link.wire import Observation
+from lekiwi_drift.robots.features import STATE_KEYS
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("success", "timeout", "stopped", "estop", "error", "stale")
+# While the loop runs, let a waking control thread take the GIL from the inference thread within
+# 1 ms instead of CPython's default 5 ms (torch drops the GIL inside ops, but not in the Python glue
+# between them). Restored when the episode ends.
+SWITCH_INTERVAL_S = 0.001
+
+
+@dataclass
+class TickStatus:
+    elapsed_s: float
+    hz: float
+    obs_age_ms: float
+    last_infer_ms: float
+    stall_ticks: int
+    stale_actions: int
+    queue_len: int
+    auto_success: bool | None
+    images: dict[str, np.ndarray] | None
+    chunks: int = 0
+    line: str = ""  # the same figures as one human-readable line
+
+
+@dataclass
+class EpisodeResult:
+    outcome: str  # one of OUTCOMES
+    duration_s: float
+    auto_success: bool | None  # the sim's `_success` at the end (None: the host reports none)
+    error: str | None
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    episode: int = 0
+    interrupted: bool = False  # Ctrl-C: the caller should not start another episode
+
+
+class _InferenceWorker:
+    """One background thread that runs `runtime.infer`; requests carry a tag so results of an old
+    episode are recognisable."""
+
+    def __init__(self, runtime: PolicyRuntime):
+        self.runtime = runtime
+        self._requests: queue.Queue = queue.Queue()
+        self._results: queue.Queue = queue.Queue()
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set()
+
+    def submit(self, tag: Any, obs: Observation, t_obs: float) -> None:
+        self._busy.set()
+        self._requests.put((tag, obs, t_obs))
+
+    def poll(self) -> tuple[Any, Chunk | BaseException] | None:
+        try:
+            return self._results.get_nowait()
+        except queue.Empty:
+            return None
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self.busy
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+    def _run(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            tag, obs, t_obs = item
+            try:
+                result: Chunk | BaseException = self.runtime.infer(obs, t_obs)
+            except Exception as exc:  # handed to the loop, which stops the robot
+                exc.trace = traceback.format_exc()  # type: ignore[attr-defined]
+                result = exc
+            self._results.put((tag, result))
+            self._busy.clear()
+
+
+class ControlLoop:
+    def __init__(self, link, runtime: PolicyRuntime, preset: Preset, robot_config: RobotConfig | None = None,
+                 run_dir: str | Path | None = None, status_hz: float = 4.0):
+        self.link = link
+        self.runtime = runtime
+        self.preset = preset
+        self.period = 1.0 / preset.control_hz
+        limits, self.limits_source = joint_limits(robot_config)
+        self.safety = SafetyFilter(preset.safety, limits)
+        self.telemetry = Telemetry(run_dir)
+        self.status_period = 1.0 / status_hz
+        self._estop = threading.Event()
+        self._send_lock = threading.Lock()  # the loop and estop() both send; safety state is shared
+        self._worker: _InferenceWorker | None = None
+        self._episode = 0
+        self._last_obs: Observation | None = None
+
+    # -- the e-stop ----------------------------------------------------------------------------------
+    def estop(self) -> None:
+        """Thread-safe: stop the base and hold the arm now, and end the running episode ("estop")."""
+        self._estop.set()
+        obs = self.link.latest()
+        with self._send_lock:
+            try:
+                self.link.send_action(self.safety.hold(obs.state if obs is not None else None))
+            except Exception as exc:  # not connected yet / before reset: the loop sends it on its next tick
+                log.debug("e-stop command not sent from the caller's thread: %s", exc)
+
+    def clear_estop(self) -> None:
+        self._estop.clear()
+
+    def close(self, wait_s: float = 0.0) -> None:
+        """End the inference thread (after up to `wait_s` for a chunk still in flight) and telemetry."""
+        if self._worker is not None:
+            if wait_s > 0:
+                self._worker.wait_idle(wait_s)
+            self._worker.close()
+            self._worker = None
+        self.telemetry.close()
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _send(self, action: dict[str, float]) -> None:
+        with self._send_lock:
+            if self._estop.is_set():  # an e-stop raced this tick's command: it wins
+                action = self.safety.hold()
+            self.link.send_action(action)
+
+    def _safe_stop(self, obs: Observation | None) -> None:
+        with self._send_lock:
+            try:
+                self.link.send_action(self.safety.hold(obs.state if obs is not None else None))
+            except Exception as exc:
+                log.error("could not send the safe stop: %s", exc)
+
+    def _prime(self) -> Observation:
+        """A fresh observation to start from: send one hold at the measured pose (on a lockstep host this
+        also produces a new frame) and wait for the observation after it."""
+        obs = self.link.latest()
+        if obs is None:
+            raise ConnectionError("no observation from the robot; connect the link first")
+        self.safety.reset(obs.state_dict())
+        self._send(self.safety.hold(obs.state))
+        fresh = self.link.wait_for(obs, max(1.0, 3 * self.period))
+        return fresh if fresh is not None else obs
+
+    # -- one episode ----------------------------------------------------------------------------------
+    def run_episode(self, max_time_s: float = 60.0, stop: threading.Event | None = None,
+                    on_status: Callable[[TickStatus], None] | None = None) -> EpisodeResult:
+        """Run the policy until success (sim auto-score), the time limit, `stop`, the e-stop, an error
+        or a stale link. Blocks; always leaves the robot stopped with the arm held."""
+        self._episode += 1
+        episode = self._episode
+        self._estop.clear()
+        if self._worker is None:
+            self._worker = _InferenceWorker(self.runtime)
+        elif self._worker.busy:  # an inference from the previous episode is still running: let it end
+            self._worker.wait_idle(30.0)
+        while self._worker.poll() is not None:
+            pass
+        tel = self.telemetry
+        tel.start_episode(episode)
+        sched = ActionSchedule(self.preset.control_hz, self.runtime.n_action_steps, self.preset.mode,
+                               self.preset.latency_margin_ticks)
+        if not math.isnan(self.runtime.warmup_ms):  # seed the latency estimate with the warm-up chunk
+            sched.observe_latency(self.runtime.warmup_ms / 1e3)
+        saved_switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        t_start = time.monotonic()
+        outcome, error, interrupted = "timeout", None, False
+        obs: Observation | None = None
+        try:
+            obs = self._prime()
+            outcome, error, obs = self._ticks(episode, sched, t_start, max_time_s, stop, on_status)
+        except KeyboardInterrupt:
+            outcome, error, interrupted = "stopped", "interrupted (Ctrl-C)", True
+        except Exception as exc:
+            log.error("control loop error: %s", traceback.format_exc())
+            outcome, error = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            self._safe_stop(obs)
+            sys.setswitchinterval(saved_switch)
+        obs = self.link.latest()
+        success = obs.extras.get("_success") if obs is not None else None
+        auto = bool(success) if success is not None else None
+        summary = tel.summary()
+        summary["safety_events"] = dict(self.safety.events)
+        result = EpisodeResult(outcome, time.monotonic() - t_start, auto, error, summary, episode, interrupted)
+        tel.write({"kind": "episode", "episode": episode, "outcome": outcome, "duration_s": result.duration_s,
+                   "auto_success": auto, "error": error, "preset": self.preset.name,
+                   "checkpoint_hash": self.runtime.checkpoint_hash, "mode": self.preset.mode, **summary})
+        self.safety.events.clear()
+        return result
+
+    def _ticks(self, episode, sched: ActionSchedule, t_start, max_time_s, stop, on_status):
+        tel, safety, worker, preset = self.telemetry, self.safety, self._worker, self.preset
+        c = tel.c
+        next_tick = time.monotonic()
+        last_tick_start: float | None = None
+        last_status = 0.0
+        stale_since: float | None = None
+        have_chunk = False
+        stall_since_replan = stale_since_replan = 0
+        chunk_index = 0
+        last_info: dict | None = None
+        while True:
+            now = time.monotonic()
+            obs = self.link.latest()
+            age = obs.age_s()
+            tel.tick(now - next_tick, None if last_tick_start is None else now - last_tick_start, age)
+            last_tick_start = now
+            elapsed = now - t_start
+            # -- endings -----------------------------------------------------------------------------
+            if self._estop.is_set():
+                return "estop", None, obs
+            if stop is not None and stop.is_set():
+                return "stopped", None, obs
+            if preset.end_on_success and obs.extras.get("_success") is True:
+                return "success", None, obs
+            if elapsed >= max_time_s:
+                return "timeout", None, obs
+            # -- a chunk landed? --------------------------------------------------------------------------
+            landed = worker.poll()
+            if landed is not None:
+                tag, result = landed
+                if isinstance(result, BaseException):
+                    trace = getattr(result, "trace", "")
+                    log.error("policy inference failed; robot stopped:\n%s", trace)
+                    return "error", f"policy: {type(result).__name__}: {result}", obs
+                if tag == episode:
+                    sched.observe_latency(result.t_ready - result.t_start)
+                    result.index = chunk_index
+                    chunk_index += 1
+                    installed = sched.install(result, now)
+                    tel.chunk(result, installed, stall_since_replan, stale_since_replan,
+                              (result.t_start - result.t_obs) * 1e3, preset.mode, startup=not have_chunk)
+                    last_info = result.info
+                    have_chunk = True
+                    stall_since_replan = stale_since_replan = 0
+            # -- stale observation: stop the base, hold the arm, do not infer on it ---------------------
+            if age * 1e3 > preset.safety.max_obs_age_ms:
+                stale_since = stale_since if stale_since is not None else now
+                c.stale_obs_ticks += 1
+                self._safe_stop(obs)
+                if now - stale_since >= preset.safety.stale_timeout_s:
+                    return "stale", f"observation older than {preset.safety.max_obs_age_ms:.0f} ms for " \
+                                    f"{now - stale_since:.1f} s", obs
+            else:
+                stale_since = None
+                if not worker.busy and sched.wants_chunk(now):
+                    worker.submit(episode, obs, now - age)
+                action, stale = sched.pop(now)
+                if action is None:
+                    command = safety.keep()
+                    if have_chunk:
+                        c.stall_ticks += 1
+                        stall_since_replan += 1
+                    else:
+                        c.startup_ticks += 1
+                else:
+                    c.stale_actions += stale
+                    stale_since_replan += stale
+                    with self._send_lock:
+                        command = safety.filter(dict(zip(STATE_KEYS, action.tolist())))
+                self._send(command)
+            # -- status ---------------------------------------------------------------------------------
+            if now - last_status >= self.status_period:
+                last_status = now
+                success = obs.extras.get("_success")
+                st = TickStatus(elapsed, tel.hz(), age * 1e3, tel.last_infer_ms, c.stall_ticks, c.stale_actions,
+                                sched.remaining(now), None if success is None else bool(success), obs.images,
+                                c.chunks, tel.status_line(elapsed, age * 1e3, sched.remaining(now), last_info))
+                if on_status is not None:
+                    on_status(st)
+            # -- wait for the next tick -----------------------------------------------------------------
+            next_tick += self.period
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -self.period:
+                next_tick = time.monotonic()  # overran by more than a tick: re-anchor, no catch-up burst

@@ -1,0 +1,314 @@
+"""The control loop (lekiwi_drift/control): presets, scheduler, and the loop's safety behaviour against a
+scripted link and runtime; then end to end with a tiny policy against the lockstep sim over the wire."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lekiwi_drift.config.robot import ConfigError
+from lekiwi_drift.control.loop import ControlLoop
+from lekiwi_drift.control.preset import Preset, load_preset
+from lekiwi_drift.control.scheduler import ActionSchedule, Chunk
+from lekiwi_drift.link.wire import Observation
+from lekiwi_drift.robots.features import STATE_KEYS
+
+HZ = 30.0
+BASE = ("x.vel", "y.vel", "theta.vel")
+
+
+# ---------------------------------------------------------------- presets
+
+
+def test_shipped_presets_load():
+    for name in ("drift", "drift1", "fm10", "fm1"):
+        p = load_preset(name)
+        assert p.name == name and p.control_hz == 30.0 and p.checkpoint.endswith("_tiny")
+    d, f = load_preset("drift"), load_preset("fm10")
+    assert (d.sampler, d.keystone_samples, d.keystone_clusters, d.keystone_tau) == ("drift", 8, 4, 0.3)
+    assert (f.sampler, f.flow_steps, f.keystone) == ("flow", 10, False)
+    assert load_preset("drift1").keystone is False and load_preset("fm1").flow_steps == 1
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("checkpoint: x\nmode: fast\n", "mode"),
+    ("checkpoint: x\nkeystone_samples: 8\nsampler: flow\n", "keystone_samples"),
+    ("checkpoint: x\ncontrol_hz: true\n", "control_hz"),
+    ("checkpoint: x\nsafety: {max_joint_step_deg: -1}\n", "safety.max_joint_step_deg"),
+    ("checkpoint: x\nsafety: {max_linear_speed: 2.0}\n", "safety"),
+    ("checkpoint: x\ncamera: {front: front}\n", "unknown field"),
+    ("sampler: drift\n", "checkpoint"),
+])
+def test_bad_preset_names_the_field(tmp_path, text, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=field):
+        load_preset(path)
+
+
+def test_unknown_preset_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="drift"):
+        load_preset("no_such_policy")
+
+
+# ---------------------------------------------------------------- scheduler
+
+
+def chunk_of(n: int, t_obs: float, value: float = 0.0) -> Chunk:
+    actions = np.tile(np.arange(n, dtype=np.float32)[:, None], (1, 9)) + value
+    return Chunk(actions=actions, t_obs=t_obs, t_start=t_obs, t_ready=t_obs)
+
+
+def test_async_drops_actions_whose_time_passed():
+    s = ActionSchedule(HZ, n_action_steps=10, mode="async", margin_ticks=1)
+    landed = s.install(chunk_of(10, t_obs=100.0), now=100.0 + 3.2 / HZ)  # 3.2 ticks of latency
+    assert (landed.dropped, landed.usable) == (3, 7)
+    action, stale = s.pop(100.0 + 3.2 / HZ)
+    assert action[0] == 3.0 and stale == 0  # the action due now, never an older one
+    # An overrun tick skips to the action due at that time instead of replaying the missed one.
+    action, stale = s.pop(100.0 + 6.0 / HZ)
+    assert action[0] == 6.0 and stale == 0
+
+
+def test_sync_starts_at_the_first_action_and_waits_for_an_empty_queue():
+    s = ActionSchedule(HZ, n_action_steps=4, mode="sync")
+    assert s.wants_chunk(0.0)
+    s.install(chunk_of(10, t_obs=0.0), now=5.0)
+    got = [s.pop(5.0 + i / HZ)[0][0] for i in range(4)]
+    assert got == [0.0, 1.0, 2.0, 3.0]
+    assert s.pop(5.2)[0] is None and s.wants_chunk(5.2)
+
+
+def test_async_triggers_at_latency_plus_margin():
+    s = ActionSchedule(HZ, n_action_steps=10, mode="async", margin_ticks=2)
+    s.observe_latency(3.5 / HZ)  # 4 ticks, rounded up
+    s.install(chunk_of(10, t_obs=0.0), now=0.0)
+    ticks = 0
+    while not s.wants_chunk(ticks / HZ):
+        s.pop(ticks / HZ)
+        ticks += 1
+    assert s.remaining(ticks / HZ) == 6
+
+
+# ---------------------------------------------------------------- the loop with a scripted link
+
+
+class ScriptedLink:
+    """Stands in for RobotLink: fresh observations unless `freeze` is set (then they age)."""
+
+    def __init__(self, success_after_s: float | None = None):
+        self.sent: list[tuple[float, dict]] = []
+        self.freeze = threading.Event()
+        self.frozen_at: float | None = None
+        self.t0 = time.time()
+        self.success_after_s = success_after_s
+        self._seq = 0
+
+    def latest(self) -> Observation:
+        self._seq += 1
+        now = time.time()
+        if self.freeze.is_set():
+            self.frozen_at = self.frozen_at or now
+            stamp = self.frozen_at - 0.5  # the last observation, already half a second old
+        else:
+            stamp = now
+        extras = {}
+        if self.success_after_s is not None:
+            extras["_success"] = now - self.t0 > self.success_after_s
+        return Observation(state=np.zeros(9, np.float32), images={}, seq=self._seq, stamp=stamp, extras=extras)
+
+    def wait_for(self, after, timeout_s):
+        return self.latest()
+
+    def send_action(self, action):
+        self.sent.append((time.monotonic(), dict(action)))
+
+
+class ScriptedRuntime:
+    """Stands in for PolicyRuntime: chunks that drive the base forward; optionally fails."""
+
+    n_action_steps = 10
+    warmup_ms = 5.0
+    checkpoint_hash = "0" * 12
+
+    def __init__(self, fail_after: int | None = None, delay_s: float = 0.01):
+        self.calls = 0
+        self.fail_after = fail_after
+        self.delay_s = delay_s
+
+    def infer(self, obs, t_obs):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("the policy blew up")
+        t_start = time.monotonic()
+        time.sleep(self.delay_s)
+        actions = np.zeros((10, 9), np.float32)
+        actions[:, STATE_KEYS.index("x.vel")] = 0.1
+        return Chunk(actions, t_obs, t_start, time.monotonic(), {"infer_ms": self.delay_s * 1e3})
+
+
+def preset(**kw) -> Preset:
+    return Preset(name="test", checkpoint="unused", **kw)
+
+
+def moving(cmd: dict) -> bool:
+    return any(abs(cmd[k]) > 0 for k in BASE)
+
+
+def test_stale_observation_stops_the_base_within_one_tick():
+    link = ScriptedLink()
+    loop = ControlLoop(link, ScriptedRuntime(), preset())
+    threading.Timer(0.5, link.freeze.set).start()
+    result = loop.run_episode(max_time_s=5.0)
+    loop.close()
+    assert result.outcome == "stale"
+    assert any(moving(c) for _, c in link.sent), "the base should have been driven before the freeze"
+    frozen_mono = time.monotonic() - (time.time() - link.frozen_at)
+    after = [c for t, c in link.sent if t >= frozen_mono]
+    assert after and not moving(after[0]), "the first command after the observation went stale must stop"
+    assert not any(moving(c) for c in after)
+    assert result.telemetry["stale_obs_ticks"] >= 25  # ~1 s at 30 Hz before giving up
+
+
+def test_policy_exception_stops_the_base():
+    link = ScriptedLink()
+    loop = ControlLoop(link, ScriptedRuntime(fail_after=2), preset())
+    result = loop.run_episode(max_time_s=5.0)
+    loop.close()
+    assert result.outcome == "error" and "blew up" in result.error
+    assert any(moving(c) for _, c in link.sent)
+    assert not moving(link.sent[-1][1])
+
+
+def test_estop_from_another_thread():
+    link = ScriptedLink()
+    loop = ControlLoop(link, ScriptedRuntime(), preset())
+    threading.Timer(0.4, loop.estop).start()
+    t0 = time.monotonic()
+    result = loop.run_episode(max_time_s=5.0)
+    loop.close()
+    assert result.outcome == "estop" and time.monotonic() - t0 < 1.0
+    assert not moving(link.sent[-1][1])
+
+
+def test_stop_event_and_auto_success():
+    link = ScriptedLink(success_after_s=0.3)
+    loop = ControlLoop(link, ScriptedRuntime(), preset())
+    result = loop.run_episode(max_time_s=5.0)
+    assert result.outcome == "success" and result.auto_success is True
+    stop = threading.Event()
+    stop.set()
+    result = loop.run_episode(max_time_s=5.0, stop=stop)
+    loop.close()
+    assert result.outcome == "stopped"
+
+
+def test_async_loop_neither_stalls_nor_replays():
+    link = ScriptedLink()
+    statuses = []
+    loop = ControlLoop(link, ScriptedRuntime(delay_s=0.08), preset(mode="async"))
+    result = loop.run_episode(max_time_s=2.0, on_status=statuses.append)
+    loop.close()
+    t = result.telemetry
+    assert result.outcome == "timeout" and t["chunks"] >= 4
+    assert t["stall_ticks"] == 0 and t["stale_actions"] == 0
+    assert t["dropped_actions"] >= t["chunks"] - 1  # ~3 ticks of latency compensated per chunk
+    assert statuses and statuses[-1].hz > 20
+
+
+def test_sync_loop_stalls_while_inferring():
+    link = ScriptedLink()
+    loop = ControlLoop(link, ScriptedRuntime(delay_s=0.08), preset(mode="sync"))
+    result = loop.run_episode(max_time_s=2.0)
+    loop.close()
+    t = result.telemetry
+    assert t["stall_ticks"] >= 2 * (t["chunks"] - 1) and t["stale_actions"] == 0
+
+
+def test_estop_keys_map_space_and_escape():
+    from lekiwi_drift.control.keys import EstopKeys
+
+    hits = []
+    keys = EstopKeys(lambda: hits.append("stop"), on_quit=lambda: hits.append("quit"))
+    for ch in (" ", "\x1b", "x", "q"):
+        keys.handle(ch)
+    assert hits == ["stop", "stop", "quit"]
+
+
+# ---------------------------------------------------------------- end to end: tiny policy, lockstep sim
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, tiny_vlm_dir):
+    """A random tiny smolvla_drift checkpoint in LeRobot's layout, and a preset file pointing at it."""
+    import torch
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
+
+    torch.manual_seed(0)
+    policy = SmolVLADriftPolicy(make_tiny_policy_config(tiny_vlm_dir))
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=None)
+    root = tmp_path_factory.mktemp("ckpt")
+    for part in (policy, pre, post):
+        part.save_pretrained(root / "model")
+    return root
+
+
+def write_preset(root, vlm_dir, **fields):
+    lines = [f"checkpoint: {root / 'model'}", f"vlm_dir: {vlm_dir}", "sim_size: 64x48"]
+    lines += [f"{k}: {v}" for k, v in fields.items()]
+    path = root / f"p_{abs(hash(tuple(fields.items())))}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return load_preset(path)
+
+
+def test_runtime_checks_cameras_before_anything_moves(tiny_checkpoint, tiny_vlm_dir):
+    from lekiwi_drift.config.robot import CameraConfig, RobotConfig
+    from lekiwi_drift.control.runtime import PolicyRuntime
+    from lekiwi_drift.policy.checkpoint import PolicyMismatchError
+
+    p = write_preset(tiny_checkpoint, tiny_vlm_dir)
+    two_cams = RobotConfig(cameras=[CameraConfig("front"), CameraConfig("wrist")])
+    with pytest.raises(PolicyMismatchError, match="cameras"):
+        PolicyRuntime.load(p, two_cams, warmup=False)
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_loop_end_to_end_against_the_lockstep_sim(tiny_checkpoint, tiny_vlm_dir, tmp_path, mode):
+    from lekiwi_drift.config.robot import load_config
+    from lekiwi_drift.control.runtime import PolicyRuntime
+    from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.sim.local import start_local_sim_host
+
+    p = write_preset(tiny_checkpoint, tiny_vlm_dir, mode=mode, keystone_samples=4, keystone_clusters=2)
+    cfg = load_config(None)
+    runtime = PolicyRuntime.load(p, cfg)
+    assert len(runtime.checkpoint_hash) == 12 and runtime.warmup_ms > 0
+    with start_local_sim_host(cfg, clock="lockstep", size="64x48") as local:
+        link = RobotLink(local.config)
+        link.connect()
+        try:
+            link.request({"op": "reset", "item": "salt_bottle", "seed": 3})
+            sim_t0 = link.latest().extras["_sim_time"]
+            loop = ControlLoop(link, runtime, p, local.config, run_dir=tmp_path / "run")
+            result = loop.run_episode(max_time_s=2.0)
+            loop.close()
+            sim_t1 = link.latest().extras["_sim_time"]
+        finally:
+            link.close()
+    t = result.telemetry
+    assert result.outcome in ("timeout", "success"), result.error
+    assert result.auto_success is not None
+    assert t["chunks"] >= 3 and t["hz"] > 20
+    assert sim_t1 - sim_t0 > 1.0  # one sim step per tick
+    records = [json.loads(line) for line in (tmp_path / "run" / "telemetry.jsonl").read_text().splitlines()]
+    chunks = [r for r in records if r["kind"] == "chunk"]
+    assert len(chunks) == t["chunks"] and chunks[0]["samples"] == 4
+    assert {"prefix_ms", "expert_ms", "keystone_ms", "spread", "guard", "obs_age_ms"} <= set(chunks[0])
+    assert records[-1]["kind"] == "episode" and records[-1]["outcome"] == result.outcome

@@ -1,0 +1,114 @@
+"""End to end: `lekiwi-drift trials --sim --auto --headless` as a real process, against the lockstep
+MuJoCo sim served over the real wire, with the real control loop and three tiny policies (drift +
+KeyStone, FM-10, FM-1: the shipped tiny checkpoints when present, else random weights), then
+`lekiwi-drift trials report`. Every trial must be scored by the sim's detector or the time limit."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("lerobot.policies.smolvla")
+pytest.importorskip("lekiwi_drift.control.loop")
+pytest.importorskip("lekiwi_drift.sim.local")
+
+PRESETS = {
+    "drift": {"sampler": "drift", "keystone_samples": 2, "keystone_clusters": 2},
+    "fm10": {"sampler": "flow", "flow_steps": 10},
+    "fm1": {"sampler": "flow", "flow_steps": 1},
+}
+
+
+REPO_POLICIES = Path(__file__).resolve().parents[1] / "policies"
+
+
+def _shipped_presets() -> dict[str, dict] | None:
+    """The repository's presets, with absolute paths, when their trained tiny checkpoints are present."""
+    out = {}
+    for name in PRESETS:
+        path = REPO_POLICIES / f"{name}.yaml"
+        if not path.is_file():
+            return None
+        data = yaml.safe_load(path.read_text())
+        for key in ("checkpoint", "vlm_dir"):
+            if data.get(key):
+                data[key] = str((REPO_POLICIES / data[key]).resolve())
+        if not (Path(data["checkpoint"]) / "model.safetensors").is_file() and not any(
+                Path(data["checkpoint"]).glob("**/model.safetensors")):
+            return None
+        out[name] = data | {"device": "cpu", "sim_size": "64x48"}
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory, tiny_vlm_dir):
+    """A working folder with policies/{drift,fm10,fm1}.yaml and a short protocol in trials/. The presets
+    are the shipped ones when their tiny checkpoints exist, else three samplers over one tiny
+    random-weight checkpoint made here."""
+    root = tmp_path_factory.mktemp("trials_e2e")
+    (root / "policies").mkdir()
+    presets = _shipped_presets()
+    if presets is None:
+        import torch
+        from lerobot.policies.factory import make_pre_post_processors
+
+        from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+        from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
+
+        torch.manual_seed(0)
+        policy = SmolVLADriftPolicy(make_tiny_policy_config(tiny_vlm_dir))
+        pre, post = make_pre_post_processors(policy.config, dataset_stats=None)
+        ckpt = root / "policies" / "checkpoints" / "tiny"
+        for part in (policy, pre, post):
+            part.save_pretrained(ckpt)
+        presets = {name: {"checkpoint": "checkpoints/tiny", "vlm_dir": str(tiny_vlm_dir), "device": "cpu",
+                          "sim_size": "64x48", "mode": "async", **sampler} for name, sampler in PRESETS.items()}
+    for name, preset in presets.items():
+        (root / "policies" / f"{name}.yaml").write_text(yaml.safe_dump(preset))
+    (root / "trials").mkdir()
+    protocol = {"task": "pick up the salt bottle and place it in the basket", "item": "salt_bottle",
+                "policies": list(PRESETS), "trials_per_policy": 1, "seed": 2, "time_limit_s": 1.5,
+                "reset_countdown_s": 0, "scene_seed": 3}
+    (root / "trials" / "tiny_salt.yaml").write_text(yaml.safe_dump(protocol))
+    return root
+
+
+def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lekiwi_drift.cli.main", *args], cwd=root, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
+    run = lekiwi(tiny_project, "trials", "tiny_salt", "--sim", "--sim-clock", "lockstep", "--auto", "--headless")
+    assert run.returncode == 0, run.stdout + run.stderr
+    dbs = list((tiny_project / "trials" / "sessions").glob("*.sqlite"))
+    assert len(dbs) == 1
+    with sqlite3.connect(dbs[0]) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM trials ORDER BY id")]
+    assert [r["policy"] for r in rows] and sorted(r["policy"] for r in rows) == sorted(PRESETS)
+    for r in rows:  # scored by the sim's detector or the time limit, nothing else
+        if r["outcome"] == "success":
+            assert (r["reason"], r["loop_outcome"], r["auto_success"]) == (None, "success", 1)
+        else:
+            assert (r["outcome"], r["reason"], r["loop_outcome"], r["auto_success"]) == (
+                "timeout", "timeout", "timeout", 0)
+        assert r["scored_by"] == "auto" and r["scene_seed"] == 3 and r["order_seed"] == 2
+        assert len(r["checkpoint_hash"]) >= 8
+        telemetry = json.loads(r["telemetry"])
+        assert telemetry["chunks"] >= 1 and telemetry["duration_s"] > 0
+    assert "pairwise Fisher" in run.stdout
+
+    report = lekiwi(tiny_project, "trials", "report", dbs[0].stem, timeout=60)
+    assert report.returncode == 0, report.stderr
+    # Wilson 95 % for 0/1 or 1/1
+    assert "drift" in report.stdout and ("[0.000, 0.793]" in report.stdout or "[0.207, 1.000]" in report.stdout)
+    folder = dbs[0].with_name(f"{dbs[0].stem}-report")
+    assert all((folder / f).is_file() for f in ("trials.csv", "summary.csv", "report.md", "success.png"))
