@@ -14,9 +14,9 @@ cost at this size, i.e. what the drift objective adds on top of flow matching pe
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
+
+from lekiwi_drift.bench.timing import median_ms
 
 HELP = "drift loss forward+backward per grouping, beside a flow-matching MSE loss on the same batch"
 TARGETS_MS = {"action_dim": 9.7, "chunk": 6.7, "timestep": 19.3}
@@ -31,17 +31,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default: 5)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
-
-
-def _median_ms(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
 
 
 def run(args) -> int:
@@ -84,10 +73,10 @@ def run(args) -> int:
     rows = []
     for grouping in GROUPINGS:
         print(f"  measuring drift loss, {grouping} ...", file=sys.stderr, flush=True)
-        rows.append((f"drift, {grouping}", _median_ms(drift_step(grouping), args.repeats, args.warmup),
+        rows.append((f"drift, {grouping}", median_ms(drift_step(grouping), args.repeats, args.warmup),
                      TARGETS_MS.get(grouping)))
     print("  measuring flow-matching MSE ...", file=sys.stderr, flush=True)
-    rows.append(("flow matching MSE (1 sample, linear head)", _median_ms(flow_step, args.repeats, args.warmup), None))
+    rows.append(("flow matching MSE (1 sample, linear head)", median_ms(flow_step, args.repeats, args.warmup), None))
 
     print("\n| loss | fwd+bwd median ms | target ms |\n|---|---|---|")
     for name, ms, target in rows:

@@ -10,9 +10,9 @@ warm-up; the thread count is the machine's unless --threads says otherwise.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
+
+from lekiwi_drift.bench.timing import median_ms
 
 HELP = "KeyStone selection time: B=1, B=16 in one call, and B=16 as a loop of B=1 calls"
 TARGETS_MS = {"B=1": 0.37, "B=16, one call": 1.5}
@@ -27,17 +27,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=100, help="untimed calls first (default: 100)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
-
-
-def _median_ms(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
 
 
 def _candidates(torch, batch: int, k: int, size: int, seed: int):
@@ -77,7 +66,7 @@ def run(args) -> int:
     results = []
     for name, fn, repeats in cases:
         print(f"  measuring {name} ...", file=sys.stderr, flush=True)
-        results.append((name, _median_ms(fn, repeats, args.warmup)))
+        results.append((name, median_ms(fn, repeats, args.warmup)))
 
     guard = keystone_select(many)[1]["guard_fired"].float().mean().item()
     print(f"\n| case | median ms | per observation ms | target ms |\n|---|---|---|---|")

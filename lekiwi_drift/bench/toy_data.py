@@ -22,18 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
+from lekiwi_drift.robots.features import STATE_KEYS
+
 CHUNK = 50
-CHANNELS = (
-    "arm_shoulder_pan.pos",
-    "arm_shoulder_lift.pos",
-    "arm_elbow_flex.pos",
-    "arm_wrist_flex.pos",
-    "arm_wrist_roll.pos",
-    "arm_gripper.pos",
-    "x.vel",
-    "y.vel",
-    "theta.vel",
-)
+CHANNELS = STATE_KEYS  # the LeKiwi action, in its order
 UNITS = ("deg", "deg", "deg", "deg", "deg", "0-100", "m/s", "m/s", "deg/s")
 GRIPPER, X_VEL, Y_VEL, THETA_VEL = 5, 6, 7, 8
 ARM = (0, 1, 2, 3, 4)
