@@ -67,7 +67,9 @@ def main() -> int:
             sim.handle_request({"op": "reset", "item": args.item, "seed": seed})
             expert = ScriptedExpert(sim)
             frames = []
-            for _ in range(int(args.time_limit * CONTROL_HZ)):
+
+            def step() -> None:
+                """Record this tick's observation and the expert's action, then apply the action."""
                 obs = sim.get_observation()
                 action = expert.act()
                 frame = {f"observation.images.{c}": jpeg_round_trip(obs[c]) for c in CAMS}
@@ -76,19 +78,14 @@ def main() -> int:
                 frame["task"] = task
                 frames.append(frame)
                 sim.send_action(action)
+
+            for _ in range(int(args.time_limit * CONTROL_HZ)):
+                step()
                 if sim.task.success:
                     break
             if sim.task.success:
-                # A few still frames after success teach the policy to stop there.
-                for _ in range(10):
-                    obs = sim.get_observation()
-                    action = expert.act()
-                    frame = {f"observation.images.{c}": jpeg_round_trip(obs[c]) for c in CAMS}
-                    frame["observation.state"] = np.array([obs[k] for k in STATE_KEYS], dtype=np.float32)
-                    frame["action"] = np.array([action[k] for k in STATE_KEYS], dtype=np.float32)
-                    frame["task"] = task
-                    frames.append(frame)
-                    sim.send_action(action)
+                for _ in range(10):  # a few still frames after success teach the policy to stop there
+                    step()
                 for frame in frames:
                     ds.add_frame(frame)
                 ds.save_episode()
