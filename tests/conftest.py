@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# No test may reach a model hub (there is none here). Offline, an accidental download fails at once
+# instead of waiting on a network that drops packets; the commands the tests start inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # ---------------------------------------------------------------- policy (Drift-VLA) fixtures
 

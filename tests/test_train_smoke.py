@@ -35,7 +35,7 @@ def make_tiny_dataset(root):
             frame["action"] = rng.standard_normal(9).astype(np.float32)
             frame["task"] = "pick up the salt bottle and place it in the basket"
             ds.add_frame(frame)
-        ds.save_episode()
+        ds.save_episode(parallel_encoding=False)  # no fork of this (multithreaded) test process
     ds.finalize()  # without it the parquet files are unreadable
     return root
 

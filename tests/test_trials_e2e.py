@@ -80,8 +80,19 @@ def tiny_project(tmp_path_factory, tiny_vlm_dir):
 
 
 def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lekiwi_drift.cli.main", *args], cwd=root, capture_output=True,
-                          text=True, timeout=timeout)
+    """Run the CLI in `root`; on a timeout kill it and fail with what it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "lekiwi_drift.cli.main", *args], cwd=root, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # something it started still holds the pipes
+            out, err = "", "(no output: the pipes stayed open)"
+        pytest.fail(f"`lekiwi-drift {' '.join(args)}` still running after {timeout} s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ in-process sim host) for N ticks three ways: plain teleop, recording with LeRobo
 streaming encoding (frames fed to background video encoders). Reports the main-thread cost of
 `EpisodeRecorder.add()` per tick (what the 30 Hz loop pays; target <= 3 ms), the whole tick with and
 without recording (the background work competes for the same CPU cores), and the end-of-episode save.
+Mode `record-parallel` saves with LeRobot's forked encoding pool instead of encoding in process (what
+`RecorderConfig.parallel_encoding` turns off: it forks a multithreaded process), to show what that costs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 HELP = "per-tick overhead of recording a LeRobotDataset vs plain teleop (sim, lockstep)"
-MODES = ("plain", "record", "record-streaming")
+MODES = ("plain", "record", "record-streaming", "record-parallel")
 
 
 def add_arguments(parser) -> None:
@@ -51,7 +53,8 @@ def measure(mode: str, size: str, ticks: int, config: str | None = None) -> dict
         if mode != "plain":
             shapes = {n: obs.images[n].shape[:2] for n in local.config.camera_names}
             rec = EpisodeRecorder(RecorderConfig(root=tmp / "ds", task="bench",
-                                                 streaming_encoding=mode == "record-streaming"), shapes).open()
+                                                 streaming_encoding=mode == "record-streaming",
+                                                 parallel_encoding=mode == "record-parallel"), shapes).open()
         source = ScriptedSource()
         add_ms, tick_ms = [], []
         for _ in range(ticks):
