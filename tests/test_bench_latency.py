@@ -13,7 +13,7 @@ pytest.importorskip("lerobot.policies.smolvla")
 
 import lekiwi_drift.policy  # noqa: E402,F401  (registers smolvla_drift)
 
-VARIANTS = ("drift-1", "FM-10", "FM-1", "drift+KS K=8", "stock FM-10", "stock FM-1")
+VARIANTS = ("drift-1", "FM-10", "FM-1", "drift+KS K=8", "drift+KS K=8, stock pass", "stock FM-10", "stock FM-1")
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,11 @@ def test_bench_runs_end_to_end_with_every_variant(tiny_vlm_dir, tmp_path, capsys
                               "--vlm-dir", str(tiny_vlm_dir), "--out", str(tmp_path)])
     assert latency.run(args) == 0
     out = capsys.readouterr().out
-    for label in ("ours drift-1", "ours FM-10", "ours FM-1", "ours drift+KS K=8", "LeRobot FM-10", "LeRobot FM-1"):
+    for label in ("ours drift-1", "ours FM-10", "ours FM-1", "ours drift+KS K=8", "ours drift+KS K=8, stock pass",
+                  "LeRobot FM-10", "LeRobot FM-1"):
         assert f"| {label} |" in out
+    # The shared-prefix pass is checked against SmolVLA's stock pass before timing.
+    assert "outputs, shared vs stock pass, drift K=8 candidates: max |diff|" in out and "(met;" in out
     assert "KeyStone overhead" in out and "FM-10 / drift-1" in out
     data = json.loads((tmp_path / "latency.json").read_text())
     assert set(data["rows"]) == set(VARIANTS)

@@ -8,12 +8,15 @@ CUDA-synchronised):
     ours  drift-1        one expert pass at t = 1
     ours  FM-10 / FM-1   SmolVLA's Euler loop, 10 / 1 steps
     ours  drift+KS       K = 8 one-step candidates in one batched expert pass, KeyStone with C = 4
+    ours  drift+KS, stock pass   the same through SmolVLA's own `denoise_step` over the repeated
+                         prefix (what `shared_prefix_expert` replaces; policy/shared_prefix.py)
     stock FM-10 / FM-1   LeRobot's SmolVLAPolicy, num_steps 10 / 1
 
 Each chunk is split into prefix encoding (vision + language + state into the KV cache), expert passes,
 KeyStone selection and other (image resize/pad, state padding, queue handling). Variants run
 round-robin, the starting variant rotating each round, so machine-load noise hits all of them alike;
-the table reports medians over the timed rounds. Peak memory: on CUDA `max_memory_allocated` per
+the table reports medians over the timed rounds. Before timing, the chunks of the shared-prefix pass
+are checked against the stock pass for the same noise (max |difference|). Peak memory: on CUDA `max_memory_allocated` per
 variant; on CPU the peak resident set size sampled every 2 ms while the variant runs.
 """
 
@@ -85,6 +88,8 @@ def variants(k: int, clusters: int) -> list[dict]:
         {"name": "FM-10", "who": "ours", "sampler": "flow", "steps": 10, "k": 1},
         {"name": "FM-1", "who": "ours", "sampler": "flow", "steps": 1, "k": 1},
         {"name": f"drift+KS K={k}", "who": "ours", "sampler": "drift", "steps": 1, "k": k, "c": clusters},
+        {"name": f"drift+KS K={k}, stock pass", "who": "ours", "sampler": "drift", "steps": 1, "k": k,
+         "c": clusters, "shared": False},
         {"name": "stock FM-10", "who": "stock", "steps": 10},
         {"name": "stock FM-1", "who": "stock", "steps": 1},
     ]
@@ -97,7 +102,31 @@ def _configure(policy, v: dict) -> None:
         return
     cfg.sampler, cfg.flow_steps, cfg.keystone_samples = v["sampler"], v["steps"], v["k"]
     cfg.keystone_clusters = v.get("c", cfg.keystone_clusters)
+    cfg.shared_prefix_expert = v.get("shared", True)
     cfg.validate()
+
+
+def shared_vs_stock_pass(ours, batch: dict, k: int, clusters: int) -> dict[str, float]:
+    """Max |chunk difference| between the shared-prefix expert pass and SmolVLA's stock pass, same
+    noise: the K one-step candidates (all of them, not only the chosen one) and the FM-10 chunk."""
+    import torch
+
+    cfg = ours.config
+    shape = (1, cfg.chunk_size, cfg.max_action_dim)
+    g = torch.Generator().manual_seed(7)
+    cases = {f"drift K={k} candidates": ({"sampler": "drift", "steps": 1, "k": k, "c": clusters},
+                                         torch.randn(1, k, *shape[1:], generator=g)),
+             "FM-10 chunk": ({"sampler": "flow", "steps": 10, "k": 1}, torch.randn(*shape, generator=g))}
+    diffs = {}
+    for name, (v, noise) in cases.items():
+        out = []
+        for shared in (True, False):
+            _configure(ours, {**v, "who": "ours", "shared": shared})
+            ours.reset()
+            chunk = ours.predict_action_chunk(dict(batch), noise=noise.to(cfg.device))
+            out.append(ours.last_candidates if v["k"] > 1 else chunk)
+        diffs[name] = float((out[0].float() - out[1].float()).abs().max())
+    return diffs
 
 
 def time_chunk(v: dict, ours, stock, timer, batch: dict, device) -> dict:
@@ -151,6 +180,10 @@ def measure(args, progress=print) -> dict:
     timer = StockTimer(stock.model, device)
     batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in make_batch(ours, args.cameras, height, width).items()}
 
+    with torch.inference_mode():
+        output_check = shared_vs_stock_pass(ours, batch, args.keystone, args.clusters)
+    progress("shared-prefix vs stock expert pass, same noise: " + ", ".join(
+        f"{name} max |diff| {d:.2e}" for name, d in output_check.items()))
     vs = variants(args.keystone, args.clusters)
     samples: dict[str, list[dict]] = {v["name"]: [] for v in vs}
     total_rounds = args.warmup + args.rounds
@@ -179,7 +212,7 @@ def measure(args, progress=print) -> dict:
         "dtype": args.dtype, "cameras": args.cameras, "image": [height, width], "chunk": cfg.chunk_size,
         "action_dim": 9, "batch": 1, "params_m": n_params / 1e6, "tiny": args.tiny, "rounds": args.rounds,
         "warmup": args.warmup, "batch_vision": not args.no_batch_vision, "compile": args.compile,
-        "keystone": args.keystone, "clusters": args.clusters,
+        "keystone": args.keystone, "clusters": args.clusters, "shared_vs_stock_pass": output_check,
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     return {"meta": meta, "rows": rows, "samples": samples}

@@ -8,8 +8,9 @@
   differences (tests/test_bench_latency.py checks the chunk to a tolerance on the tiny model). On a
   GPU this turns 3 x 12 layers of small launches into 12 layers of one bigger batch; on a CPU the
   work is the same FLOPs, so expect no gain there.
-- `compile_expert(model)`: `torch.compile` the expert pass (`denoise_step`), the part repeated 10x by
-  FM-10 and batched K-wide by KeyStone. Meant for a GPU; graph breaks around the KV cache are allowed
+- `compile_expert(model)`: `torch.compile` the expert pass (ours: the shared-prefix pass, via
+  `DriftFlowMatching.compile_expert`; stock: `denoise_step`), the part repeated 10x by FM-10 and
+  batched K-wide by KeyStone. Meant for a GPU; graph breaks around the KV cache are allowed
   (not fullgraph), so it stays correct where it cannot fuse.
 
 Both shadow methods with instance attributes; the class and other instances are untouched, and
@@ -45,11 +46,15 @@ def batch_vision(model) -> None:
 
 
 def compile_expert(model, mode: str | None = None) -> None:
-    """Wrap `model.denoise_step` (the action-expert pass) in `torch.compile`."""
+    """`torch.compile` the action-expert pass: ours through its own `compile_expert` (the shared-prefix
+    pass); stock SmolVLA by wrapping `model.denoise_step`."""
+    if hasattr(model, "compile_expert"):
+        model.compile_expert(mode)
+        return
     current = model.__dict__.get("denoise_step", type(model).denoise_step.__get__(model))
     model.denoise_step = torch.compile(current, mode=mode, dynamic=False)
 
 
 def remove_levers(model) -> None:
-    for name in _PATCHED:
+    for name in (*_PATCHED, "_compiled_velocity"):
         model.__dict__.pop(name, None)

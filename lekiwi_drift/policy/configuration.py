@@ -47,6 +47,10 @@ class SmolVLADriftConfig(SmolVLAConfig):
     keystone_samples: int = 1
     keystone_clusters: int = 4
     keystone_tau: float = 0.3
+    # Inference: expert passes read the encoded prefix once, shared by all K candidates / Euler steps,
+    # instead of SmolVLA's per-pass repeat and re-projection (policy/shared_prefix.py). Same outputs up
+    # to float summation order; False runs SmolVLA's `denoise_step` as is.
+    shared_prefix_expert: bool = True
 
     def __post_init__(self):
         super().__post_init__()

@@ -13,7 +13,9 @@ drift training; (b) the expert sees exactly the inputs it sees at the first step
 Cost model: the prefix (images, language, state) is encoded once into the KV cache; the cache is
 repeated along the batch (G samples in training, K KeyStone candidates at inference) and a single
 batched expert pass with t pinned to 1.0 produces every sample, so G or K samples cost about one
-expert pass, not G or K prefix encodings.
+expert pass, not G or K prefix encodings. At inference the expert passes read the prefix without
+repeating it (`shared_prefix.SharedPrefix`, the same function with less work; config
+`shared_prefix_expert`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from lerobot.policies.common.vla_utils import make_att_2d_masks
 from lerobot.policies.smolvla.modeling_smolvla import VLAFlowMatching
 from torch import Tensor
 
+from lekiwi_drift.policy import shared_prefix
 from lekiwi_drift.policy.keystone import flatten_real, keystone_select
 
 
@@ -82,6 +85,25 @@ class DriftFlowMatching(VLAFlowMatching):
         v = self.denoise_step(prefix_pad_masks=pad_masks, past_key_values=cache, x_t=noise, timestep=t_one)
         return noise - v
 
+    def expert_velocity(self, cache, pad_masks: Tensor, samples: int):
+        """v(x_t, t) for `samples` rows per observation over an encoded prefix (inference).
+
+        The shared-prefix pass when the config allows it and the model has it (see shared_prefix.py);
+        else SmolVLA's `denoise_step` over the prefix repeated `samples` times.
+        """
+        if self.config.shared_prefix_expert and shared_prefix.supported(self):
+            impl = getattr(self, "_compiled_velocity", None)
+            return shared_prefix.SharedPrefix(self, cache, pad_masks, impl=impl).velocity
+        cache, pad_masks = self.expand_prefix(cache, pad_masks, samples)
+        return lambda x_t, t: self.denoise_step(
+            prefix_pad_masks=pad_masks, past_key_values=cache, x_t=x_t, timestep=t
+        )
+
+    def compile_expert(self, mode: str | None = None) -> None:
+        """Run the shared-prefix expert pass under `torch.compile` from now on (meant for a GPU, where
+        the pass is launch-bound; graph breaks are allowed, so it stays correct where it cannot fuse)."""
+        self._compiled_velocity = torch.compile(shared_prefix.velocity, mode=mode, dynamic=False)
+
     def generate(self, images, img_masks, lang_tokens, lang_masks, state, noise: Tensor, samples: int) -> Tensor:
         """`samples` one-step chunks per observation: noise [B·samples, T, A] -> chunks [B·samples, T, A].
 
@@ -117,11 +139,9 @@ class DriftFlowMatching(VLAFlowMatching):
         info: dict = {"sampler": cfg.sampler, "samples": 1, "prefix_ms": (t1 - t0) * 1e3, "keystone_ms": 0.0}
 
         if cfg.sampler == "flow":
-            # SmolVLA's own Euler loop (same calls as VLAFlowMatching.sample_actions), timed in two parts.
+            # SmolVLA's own Euler loop (as in VLAFlowMatching.sample_actions), timed in two parts.
             x0 = euler_integrate(
-                lambda x_t, t: self.denoise_step(
-                    prefix_pad_masks=pad_masks, past_key_values=cache, x_t=x_t, timestep=t
-                ),
+                self.expert_velocity(cache, pad_masks, 1),
                 self.make_noise(noise, bsize, 1, device),
                 cfg.num_steps,
                 rtc_processor=self.rtc_processor,
@@ -136,8 +156,8 @@ class DriftFlowMatching(VLAFlowMatching):
 
         k = cfg.keystone_samples
         eps = self.make_noise(noise, bsize, k, device)
-        cache, pad_masks = self.expand_prefix(cache, pad_masks, k)
-        chunks = self.one_step(cache, pad_masks, eps)
+        velocity = self.expert_velocity(cache, pad_masks, k)
+        chunks = eps - velocity(eps, torch.ones(eps.shape[0], dtype=torch.float32, device=device))
         t2 = _clock(device)
         info.update(steps=1, samples=k, expert_ms=(t2 - t1) * 1e3)
         if k == 1:

@@ -111,8 +111,8 @@ class RecorderConfig:
     # Encode a finished episode's cameras one after another, in this process. LeRobot's parallel
     # encoding forks a process pool from here, and by then this process runs link, decode and sim
     # threads: a fork of a multithreaded process can deadlock in the child, and the save then never
-    # returns. The gain was small anyway: 10 s of three 640x480 cameras saved in 10.8 s forked vs
-    # 11.8 s in process on 2 cores (docs/benchmarks.md, "Saving an episode").
+    # returns. The gain was small anyway: 10 s of three 640x480 cameras saved in 10.1 s forked vs
+    # 10.9 s in process on 2 cores (docs/benchmarks.md, "Saving an episode").
     parallel_encoding: bool = False
 
 
