@@ -42,29 +42,43 @@ def test_stock_baseline_shares_our_weights_and_matches_fm10(tiny_pair):
 
 
 def test_batched_vision_keeps_outputs(tiny_pair):
-    from lekiwi_drift.bench.levers import batch_vision, remove_levers
-
     ours, _, batch = tiny_pair
     noise = torch.randn(1, ours.config.chunk_size, ours.config.max_action_dim, generator=torch.Generator().manual_seed(1))
     calls = []
-    tower = ours.model.vlm_with_expert
-    original = type(tower).embed_image
-
-    def counting(self, img):
-        calls.append(img.shape[0])
-        return original(self, img)
-
-    plain = ours.predict_action_chunk(dict(batch), noise=noise)
-    batch_vision(ours.model)
-    type(tower).embed_image = counting
+    vision = ours.model.vlm_with_expert.get_vlm_model().vision_model
+    hook = vision.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["pixel_values"].shape[0]),
+                                        with_kwargs=True)
     try:
+        ours.config.batch_vision = False
+        plain = ours.predict_action_chunk(dict(batch), noise=noise)
+        assert calls == [1, 1, 1], "stock layout: one vision call per camera"
+        calls.clear()
+        ours.config.batch_vision = True
         fast = ours.predict_action_chunk(dict(batch), noise=noise)
     finally:
-        type(tower).embed_image = original
-        remove_levers(ours.model)
+        hook.remove()
+        ours.config.batch_vision = True
     assert calls == [3], "three cameras must go through ONE vision call"
-    assert "embed_image" not in tower.__dict__  # the per-call shadow is gone again
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)  # stated tolerance: 1e-5 absolute
+
+
+@pytest.mark.parametrize("special_tokens", [False, True])
+def test_batched_prefix_is_stock_layout(tiny_vlm_dir, special_tokens):
+    """Same tokens, pad masks and attention masks as stock `embed_prefix`, with and without SmolVLA's
+    image start/end tokens."""
+    from lerobot.policies.smolvla.modeling_smolvla import VLAFlowMatching
+
+    from lekiwi_drift.bench.latency_models import build_policies, make_batch, make_config
+
+    cfg = make_config(tiny_vlm_dir, tiny=True, cameras=3, height=64, width=64, device="cpu")
+    cfg.add_image_special_tokens = special_tokens
+    ours, _ = build_policies(cfg, torch.float32)
+    inputs = ours._prefix_inputs(make_batch(ours, 3, 64, 64))
+    with torch.no_grad():
+        batched = ours.model.embed_prefix(*inputs[:4], state=inputs[4])
+        stock = VLAFlowMatching.embed_prefix(ours.model, *inputs[:4], state=inputs[4])
+    torch.testing.assert_close(batched[0], stock[0], rtol=0, atol=1e-5)
+    assert torch.equal(batched[1], stock[1]) and torch.equal(batched[2], stock[2])
 
 
 def test_bench_runs_end_to_end_with_every_variant(tiny_vlm_dir, tmp_path, capsys):

@@ -4,7 +4,7 @@
 # Runs `lekiwi-drift bench latency` at full SmolVLA shapes (3 cameras 480x640, chunk 50, batch 1) three
 # ways: bf16 eager (the headline: targets drift-1 <= 20 ms on an H100 and FM-10/drift-1 >= 4.6x),
 # bf16 with the expert pass under torch.compile, and fp32 eager (the paper's laptop figures are fp32).
-# Ours encodes the three cameras in one batched vision call (lekiwi_drift/bench/levers.py); the
+# Ours encodes the three cameras in one batched vision call (config batch_vision, DriftFlowMatching.embed_prefix); the
 # LeRobot stock baseline runs unchanged with the same weights. Each run writes latency.json and
 # latency.png under OUT_DIR. Needs a CUDA GPU and the project venv; no network (random weights).
 set -euo pipefail

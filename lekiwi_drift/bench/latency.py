@@ -161,7 +161,7 @@ def measure(args, progress=print) -> dict:
 
     from lekiwi_drift.bench.latency_models import (
         StockTimer, build_policies, default_vlm_dir, ensure_vlm_dir, make_batch, make_config)
-    from lekiwi_drift.bench.levers import batch_vision, compile_expert
+    from lekiwi_drift.bench.levers import compile_expert
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -172,8 +172,7 @@ def measure(args, progress=print) -> dict:
     cfg = make_config(vlm_dir, args.tiny, args.cameras, height, width, args.device)
     ours, stock = build_policies(cfg, dtype)
     n_params = sum(p.numel() for p in ours.parameters())
-    if not args.no_batch_vision:
-        batch_vision(ours.model)
+    ours.config.batch_vision = not args.no_batch_vision
     if args.compile:
         compile_expert(ours.model)
         compile_expert(stock.model)

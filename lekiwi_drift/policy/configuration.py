@@ -51,6 +51,9 @@ class SmolVLADriftConfig(SmolVLAConfig):
     # instead of SmolVLA's per-pass repeat and re-projection (policy/shared_prefix.py). Same outputs up
     # to float summation order; False runs SmolVLA's `denoise_step` as is.
     shared_prefix_expert: bool = True
+    # Encode all cameras in one vision-tower call (same tokens; float-level differences only). Matters on
+    # a GPU (one launch sequence instead of one per camera); on a CPU it is the same work.
+    batch_vision: bool = True
 
     def __post_init__(self):
         super().__post_init__()
