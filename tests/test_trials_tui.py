@@ -327,12 +327,16 @@ async def test_resumes_at_the_next_trial(tmp_path):
 async def test_auto_waits_while_the_scoreboard_is_open_and_refuses_a_real_robot(tmp_path):
     session = make_session(tmp_path, policies=["drift"], trials_per_policy=2, reset_countdown_s=0)
     backend = FakeBackend(["drift"], sim=True, ends={"drift": [(0.05, "success", True)] * 2})
-    backend.reset_scene = lambda item, seed: time.sleep(0.3) or "scene reset"  # slow reset: time to press b
+    # The scene reset finishes only when the test says so: the board is open before it does, however
+    # slow the machine (a fixed sleep here raced the key press under load).
+    reset_done = threading.Event()
+    backend.reset_scene = lambda item, seed: reset_done.wait(10) and "scene reset"
     app = TrialsApp(session, backend, auto=True)
     async with app.run_test(size=(120, 45)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ResetScreen))
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, ScoreboardScreen))
+        reset_done.set()
         await pilot.pause(0.5)  # the reset finished meanwhile; the board stays up, nothing was replaced
         assert isinstance(app.screen, ScoreboardScreen) and not app.screen.final and session.done == 0
         await pilot.press("escape")
