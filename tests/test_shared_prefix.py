@@ -32,7 +32,7 @@ def two_tasks(pre, seed=1):
 )
 @pytest.mark.parametrize("samples", [1, 4])
 def test_velocity_equals_the_stock_pass(tiny_vlm_dir, overrides, samples):
-    from lekiwi_drift.policy.shared_prefix import SharedPrefix, supported
+    from lekiwi_drift.policy.shared_prefix import prepare, supported, velocity
 
     policy = make_policy(tiny_vlm_dir, **overrides).eval()
     model = policy.model
@@ -44,9 +44,9 @@ def test_velocity_equals_the_stock_pass(tiny_vlm_dir, overrides, samples):
     with torch.no_grad():
         cache, pads = encoded(policy, batch)
         assert not torch.equal(pads[0], pads[1])
-        shared = SharedPrefix(model, cache, pads)
-        fast = shared.velocity(x_t, t)
-        again = shared.velocity(x_t, t)  # nothing it holds changes between passes
+        kv = prepare(model, cache)
+        fast = velocity(model, kv, pads, x_t, t)
+        again = velocity(model, kv, pads, x_t, t)  # nothing the prepared prefix holds changes between passes
         cache, pads = model.expand_prefix(cache, pads, samples)
         stock = model.denoise_step(prefix_pad_masks=pads, past_key_values=cache, x_t=x_t, timestep=t)
     assert fast.shape == stock.shape == (2 * samples, T, A_MAX)
@@ -78,7 +78,7 @@ def test_only_models_with_every_expert_layer_take_the_shared_pass(tiny_vlm_dir):
 
 
 def test_velocity_in_bf16_matches_the_stock_pass_to_bf16_precision(tiny_vlm_dir):
-    from lekiwi_drift.policy.shared_prefix import SharedPrefix
+    from lekiwi_drift.policy.shared_prefix import prepare, velocity
 
     policy = make_policy(tiny_vlm_dir).eval()
     policy.model.vlm_with_expert.to(dtype=torch.bfloat16)  # as on a GPU: backbone bf16, projections fp32
@@ -87,7 +87,7 @@ def test_velocity_in_bf16_matches_the_stock_pass_to_bf16_precision(tiny_vlm_dir)
     x_t, t = noise(8, T, A_MAX), torch.ones(8)
     with torch.no_grad():
         cache, pads = encoded(policy, batch)
-        fast = SharedPrefix(policy.model, cache, pads).velocity(x_t, t)
+        fast = velocity(policy.model, prepare(policy.model, cache), pads, x_t, t)
         cache, pads = policy.model.expand_prefix(cache, pads, 4)
         stock = policy.model.denoise_step(prefix_pad_masks=pads, past_key_values=cache, x_t=x_t, timestep=t)
     assert fast.dtype == stock.dtype == torch.float32

@@ -16,8 +16,9 @@ Each chunk is split into prefix encoding (vision + language + state into the KV 
 KeyStone selection and other (image resize/pad, state padding, queue handling). Variants run
 round-robin, the starting variant rotating each round, so machine-load noise hits all of them alike;
 the table reports medians over the timed rounds. Before timing, the chunks of the shared-prefix pass
-are checked against the stock pass for the same noise (max |difference|). Peak memory: on CUDA `max_memory_allocated` per
-variant; on CPU the peak resident set size sampled every 2 ms while the variant runs.
+are checked against the stock pass for the same noise (max |difference|). Peak memory: on CUDA
+`max_memory_allocated` per variant; on CPU the peak resident set size sampled every 2 ms while the
+variant runs.
 """
 
 from __future__ import annotations

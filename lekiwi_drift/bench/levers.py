@@ -6,9 +6,8 @@
 - `compile_expert(model)`: `torch.compile` the expert pass, the part repeated 10x by FM-10 and batched
   K-wide by KeyStone. Ours compiles its shared-prefix pass through `DriftFlowMatching.compile_expert`.
   LeRobot's stock model has no such switch, so for the baseline the bench wraps its `denoise_step` in
-  `torch.compile` on that one instance (an instance attribute; `remove_levers` drops it again). Meant
-  for a GPU; graph breaks around the KV cache are allowed (not fullgraph), so it stays correct where it
-  cannot fuse.
+  `torch.compile` on that one instance (an instance attribute). Meant for a GPU; graph breaks around
+  the KV cache are allowed (not fullgraph), so it stays correct where it cannot fuse.
 """
 
 from __future__ import annotations
@@ -24,8 +23,3 @@ def compile_expert(model, mode: str | None = None) -> None:
     current = model.__dict__.get("denoise_step", type(model).denoise_step.__get__(model))
     model.denoise_step = torch.compile(current, mode=mode, dynamic=False)
 
-
-def remove_levers(model) -> None:
-    """Undo `compile_expert` on this instance."""
-    for name in ("denoise_step", "_compiled_velocity"):
-        model.__dict__.pop(name, None)

@@ -14,13 +14,14 @@ Cost model: the prefix (images, language, state) is encoded once into the KV cac
 repeated along the batch (G samples in training, K KeyStone candidates at inference) and a single
 batched expert pass with t pinned to 1.0 produces every sample, so G or K samples cost about one
 expert pass, not G or K prefix encodings. At inference the expert passes read the prefix without
-repeating it (`shared_prefix.SharedPrefix`, the same function with less work; config
+repeating it (`shared_prefix.prepare` / `velocity`, the same function with less work; config
 `shared_prefix_expert`).
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 from lerobot.policies.common.flow_matching import euler_integrate
@@ -114,30 +115,34 @@ class DriftFlowMatching(VLAFlowMatching):
         cache.batch_repeat_interleave(repeats)
         return cache, pad_masks.repeat_interleave(repeats, dim=0)
 
-    def one_step(self, cache, pad_masks: Tensor, noise: Tensor) -> Tensor:
-        """chunk = ε − v(ε, t=1): one action-expert pass over the cached prefix. noise [N, T, A]."""
-        t_one = torch.ones(noise.shape[0], dtype=torch.float32, device=noise.device)
-        v = self.denoise_step(prefix_pad_masks=pad_masks, past_key_values=cache, x_t=noise, timestep=t_one)
-        return noise - v
-
-    def expert_velocity(self, cache, pad_masks: Tensor, samples: int):
-        """v(x_t, t) for `samples` rows per observation over an encoded prefix (inference).
-
-        The shared-prefix pass when the config allows it and the model has it (see shared_prefix.py);
-        else SmolVLA's `denoise_step` over the prefix repeated `samples` times.
-        """
-        if self.config.shared_prefix_expert and shared_prefix.supported(self):
-            impl = getattr(self, "_compiled_velocity", None)
-            return shared_prefix.SharedPrefix(self, cache, pad_masks, impl=impl).velocity
+    def repeated_prefix_velocity(self, cache, pad_masks: Tensor, samples: int):
+        """v(x_t, t) through SmolVLA's own `denoise_step`, over the prefix repeated `samples` times (the
+        training path: gradients flow through the repeated cache back to the one encoding)."""
         cache, pad_masks = self.expand_prefix(cache, pad_masks, samples)
         return lambda x_t, t: self.denoise_step(
             prefix_pad_masks=pad_masks, past_key_values=cache, x_t=x_t, timestep=t
         )
 
+    def expert_velocity(self, cache, pad_masks: Tensor, samples: int):
+        """v(x_t, t) for `samples` rows per observation over an encoded prefix (inference).
+
+        The shared-prefix pass when the config allows it and the model has it (see shared_prefix.py);
+        else the repeated-prefix pass.
+        """
+        if self.config.shared_prefix_expert and shared_prefix.supported(self):
+            velocity = getattr(self, "_compiled_velocity", shared_prefix.velocity)
+            return partial(velocity, self, shared_prefix.prepare(self, cache), pad_masks)
+        return self.repeated_prefix_velocity(cache, pad_masks, samples)
+
     def compile_expert(self, mode: str | None = None) -> None:
         """Run the shared-prefix expert pass under `torch.compile` from now on (meant for a GPU, where
         the pass is launch-bound; graph breaks are allowed, so it stays correct where it cannot fuse)."""
         self._compiled_velocity = torch.compile(shared_prefix.velocity, mode=mode, dynamic=False)
+
+    @staticmethod
+    def one_step(velocity, noise: Tensor) -> Tensor:
+        """chunk = ε − v(ε, t=1): one action-expert pass. noise [N, T, A]."""
+        return noise - velocity(noise, torch.ones(noise.shape[0], dtype=torch.float32, device=noise.device))
 
     def generate(self, images, img_masks, lang_tokens, lang_masks, state, noise: Tensor, samples: int) -> Tensor:
         """`samples` one-step chunks per observation: noise [B·samples, T, A] -> chunks [B·samples, T, A].
@@ -145,8 +150,7 @@ class DriftFlowMatching(VLAFlowMatching):
         Rows are grouped by observation (row b·samples + j is sample j of observation b).
         """
         cache, pad_masks = self.encode_prefix(images, img_masks, lang_tokens, lang_masks, state)
-        cache, pad_masks = self.expand_prefix(cache, pad_masks, samples)
-        return self.one_step(cache, pad_masks, noise)
+        return self.one_step(self.repeated_prefix_velocity(cache, pad_masks, samples), noise)
 
     def make_noise(self, noise: Tensor | None, bsize: int, samples: int, device) -> Tensor:
         """ε of shape [B·samples, T, A]; accepts a given [B·samples, T, A] or [B, samples, T, A]."""
@@ -191,8 +195,7 @@ class DriftFlowMatching(VLAFlowMatching):
 
         k = cfg.keystone_samples
         eps = self.make_noise(noise, bsize, k, device)
-        velocity = self.expert_velocity(cache, pad_masks, k)
-        chunks = eps - velocity(eps, torch.ones(eps.shape[0], dtype=torch.float32, device=device))
+        chunks = self.one_step(self.expert_velocity(cache, pad_masks, k), eps)
         t2 = _clock(device)
         info.update(steps=1, samples=k, expert_ms=(t2 - t1) * 1e3)
         if k == 1:

@@ -10,8 +10,8 @@ repeats although it never changes within a chunk:
 - every self-attention layer concatenates the suffix keys/values onto the cache (and crops it after);
 - eager attention copies the keys/values to every query head (grouped-query attention).
 
-Here `SharedPrefix` projects the cross layers' prefix keys/values once per chunk, at batch B (one row
-per observation), and `velocity` lets the queries of all S = N/B samples of an observation attend to
+Here `prepare` projects the cross layers' prefix keys/values once per chunk, at batch B (one row per
+observation), and `velocity` lets the queries of all S = N/B samples of an observation attend to
 that observation's prefix keys in one matmul, per key/value head, without repeating, expanding or
 concatenating anything; each sample's own (causal) suffix keys are a second, small matmul, and one
 softmax covers both. Every projection, norm, MLP, RoPE, mask, scale and dtype cast is SmolVLA's own, in
@@ -88,35 +88,32 @@ def attend(q: Tensor, kp: Tensor, vp: Tensor, blocked_: Tensor, ks: Tensor | Non
     return out.permute(0, 2, 4, 1, 3, 5).reshape(n, t, heads * d)
 
 
-class SharedPrefix:
-    """The prefix of B observations, ready for any number of expert passes (see the module doc).
+def prepare(model, cache) -> list[tuple]:
+    """Once per chunk: per expert layer (layer, prefix keys, prefix values, self-attention?), keys and
+    values [B, Hkv, Lp, D] at batch B (one row per observation, not repeated). Self-attention layers read
+    the VLM's cached (post-RoPE) keys/values as they are; cross-attention layers get them through the
+    expert's k/v projections here, once, instead of on every pass."""
+    tower = model.vlm_with_expert
+    kv = []
+    for i, layer in enumerate(_expert_layers(tower)):
+        keys, values = cache.layers[i].keys, cache.layers[i].values
+        if _self_attention(tower, i):
+            kv.append((layer, keys, values, True))
+        else:
+            attn = layer.self_attn
+            kv.append((layer, _project(keys, attn.k_proj, attn.head_dim), _project(values, attn.v_proj, attn.head_dim),
+                       False))
+    return kv
 
-    `cache`: the KV cache the prefix prefill filled (batch B, not repeated); `pad_masks`: [B, Lp];
-    `impl`: the pass, `velocity` below unless a compiled version of it is given.
-    """
 
-    def __init__(self, model, cache, pad_masks: Tensor, impl=None):
-        self.model, self.tower = model, model.vlm_with_expert
-        self.pad_masks = pad_masks
-        self.impl = impl or velocity
-        self.layers = _expert_layers(self.tower)
-        self.kv: list[tuple[Tensor, Tensor, bool]] = []
-        for i, layer in enumerate(self.layers):
-            keys, values = cache.layers[i].keys, cache.layers[i].values  # [B, Hkv, Lp, D], post-RoPE
-            if _self_attention(self.tower, i):
-                self.kv.append((keys, values, True))
-            else:
-                attn = layer.self_attn
-                self.kv.append((_project(keys, attn.k_proj, attn.head_dim),
-                                _project(values, attn.v_proj, attn.head_dim), False))
-
-    def velocity(self, x_t: Tensor, timestep: Tensor) -> Tensor:
+def velocity(self, x_t: Tensor, timestep: Tensor) -> Tensor:
         """v(x_t, t) for N = B·S rows (row b·S + j: sample j of observation b) -> [N, T, A], fp32."""
         return self.impl(self.model, self.layers, self.kv, self.pad_masks, x_t, timestep)
 
 
-def velocity(model, layers: list, kv: list, pad_masks: Tensor, x_t: Tensor, timestep: Tensor) -> Tensor:
-    """The pass itself, a plain function of its inputs (what `torch.compile` takes; see SharedPrefix)."""
+def velocity(model, kv: list, pad_masks: Tensor, x_t: Tensor, timestep: Tensor) -> Tensor:
+    """v(x_t, t) for N = B·S rows (row b·S + j: sample j of observation b) -> [N, T, A], fp32, over the
+    prefix that `prepare` made ready (pad_masks [B, Lp]). A plain function, so `torch.compile` takes it."""
     n, b = x_t.shape[0], pad_masks.shape[0]
     if n % b:
         raise ValueError(f"{n} expert rows do not split evenly over {b} observations")
@@ -130,7 +127,7 @@ def velocity(model, layers: list, kv: list, pad_masks: Tensor, x_t: Tensor, time
     blocked_self, blocked_cross = blocked(mask, b), blocked(mask[:, :, :lp].contiguous(), b)
 
     x = suffix_embs
-    for layer, (kp, vp, self_attn) in zip(layers, kv, strict=True):
+    for layer, kp, vp, self_attn in kv:
         attn = layer.self_attn
         h = layer.input_layernorm(x).to(dtype=attn.q_proj.weight.dtype)
         shape = (n, t, -1, attn.head_dim)
