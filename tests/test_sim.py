@@ -190,7 +190,7 @@ def test_reset_request_changes_item_and_seed():
         for _ in range(5):
             sim.send_action(HOME_ACTION | {"x.vel": 0.2})
         reply = sim.handle_request({"op": "reset", "item": "chocolate_bar", "seed": 7})
-        assert reply == {"op": "reset", "item": "chocolate_bar", "seed": 7}
+        assert reply == {"op": "reset", "item": "chocolate_bar", "seed": 7, "scene": None}
         extras = sim.header_extras()
         assert (extras["_item"], extras["_seed"], extras["_sim_time"]) == ("chocolate_bar", 7, 0.0)
         assert sim.world.layout != before

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 
+from lekiwi_drift.sim.scene import SCENE_HELP, parse_scene
+
 log = logging.getLogger(__name__)
 
 
@@ -17,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-time", type=float, default=None, help="stop after this many seconds (default: run)")
     sim = p.add_argument_group("sim (--robot sim)")
     sim.add_argument("--item", default="salt_bottle", help="requested item: salt_bottle, matcha_tin, chocolate_bar")
-    sim.add_argument("--seed", type=int, default=0, help="scene seed (item poses)")
+    sim.add_argument("--seed", type=int, default=0, help="scene seed (the jitter of --scene, or the whole layout)")
+    sim.add_argument("--scene", type=parse_scene, default=0, metavar="N|random", help=SCENE_HELP)
     sim.add_argument("--clock", choices=("realtime", "lockstep"), default="realtime",
                      help="realtime: physics follows wall time; lockstep: each command advances 1/30 s")
     sim.add_argument("--size", default=None, metavar="WxH", help="sim camera size (default: the config's)")

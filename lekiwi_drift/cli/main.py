@@ -11,7 +11,7 @@ from lekiwi_drift import __version__
 from lekiwi_drift.config.robot import ConfigError
 
 # Command modules under lekiwi_drift.cli; each defines add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("host", "keys", "watch", "bench", "train", "sim", "teleop", "calibrate", "trials", "run")
+COMMANDS = ("host", "keys", "watch", "bench", "train", "sim", "teleop", "calibrate", "trials", "run", "parity")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from lekiwi_drift.sim.scene import SCENE_HELP, parse_scene
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a policy preset on the robot or the sim (30 Hz control loop)",
@@ -32,7 +34,12 @@ def add_parser(sub) -> None:
     p.add_argument("--episodes", type=int, default=1, help="episodes to run (default: 1)")
     p.add_argument("--mode", choices=("sync", "async"), help="override the preset's mode")
     p.add_argument("--item", default="salt_bottle", help="sim: the requested item (default: salt_bottle)")
-    p.add_argument("--seed", type=int, default=0, help="sim: seed of the first episode's scene (then +1 each)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="sim: seed of the first episode's scene jitter (then +1 each); see --scene")
+    p.add_argument("--scene", type=parse_scene, default=0, metavar="N|random", help="sim: " + SCENE_HELP)
+    p.add_argument("--latency", metavar="PROFILE",
+                   help="lockstep sim: charge inference latency in sim time, so the outcome does not depend on this "
+                        "machine's load: measured | paper-laptop | paper-gpu | <ms> (control/sim_time.py)")
     p.add_argument("--clock", choices=("lockstep", "realtime"), default="lockstep",
                    help="sim clock (default: lockstep: one command = one 1/30 s step, so a busy machine "
                         "slows the sim instead of the robot falling behind)")
@@ -94,6 +101,19 @@ def run(args) -> int:
         preset.mode = args.mode
     if args.no_auto_success:
         preset.end_on_success = False
+    latency = None
+    if args.latency:
+        from lekiwi_drift.control.sim_time import LatencyError, LatencyProfile
+
+        try:
+            latency = LatencyProfile.parse(args.latency)
+        except LatencyError as exc:
+            print(f"lekiwi-drift run: {exc}", file=sys.stderr)
+            return 2
+        if args.host or args.clock != "lockstep":
+            print("lekiwi-drift run: --latency charges latency in sim time; it needs the lockstep sim "
+                  "(--sim, --clock lockstep)", file=sys.stderr)
+            return 2
     cfg, start_sim, why = _robot_config(args)
     # The checkpoint is checked against the robot's cameras and vector sizes before anything moves.
     print(f"loading policy preset {preset.name} ({preset.source}) ...", flush=True)
@@ -113,9 +133,10 @@ def run(args) -> int:
         from lekiwi_drift.sim.local import start_local_sim_host
 
         w, h = preset.sim_wh()
-        print(f"{why}: starting the simulated LeKiwi ({args.item}, seed {args.seed}, {args.clock} clock, "
-              f"cameras {w}x{h})")
-        local = start_local_sim_host(cfg, item=args.item, seed=args.seed, clock=args.clock, size=f"{w}x{h}")
+        scene = "a new layout per seed" if args.scene is None else f"scene {args.scene} jittered by seed {args.seed}"
+        print(f"{why}: starting the simulated LeKiwi ({args.item}, {scene}, {args.clock} clock, cameras {w}x{h})")
+        local = start_local_sim_host(cfg, item=args.item, seed=args.seed, clock=args.clock, size=f"{w}x{h}",
+                                     scene=args.scene)
         cfg = local.config
     else:
         print(f"robot: {cfg.host.address} ({why})")
@@ -127,14 +148,16 @@ def run(args) -> int:
     try:
         obs = link.connect()
         is_sim = "_success" in obs.extras
-        loop = ControlLoop(link, runtime, preset, cfg, run_dir=run_dir)
+        loop = ControlLoop(link, runtime, preset, cfg, run_dir=run_dir, latency=latency)
+        if latency is not None:
+            print(f"inference latency charged in sim time: {latency.name}")
         print(f"joint limits from {loop.limits_source}; telemetry: {loop.telemetry.path}")
         print("Space/Esc: emergency stop   Ctrl-C: stop and exit")
         stop = threading.Event()
         printer = _Printer(args.quiet)
         for i in range(args.episodes):
             if is_sim:
-                link.request({"op": "reset", "item": args.item, "seed": args.seed + i})
+                link.request({"op": "reset", "item": args.item, "seed": args.seed + i, "scene": args.scene})
             elif i > 0:
                 if input("reset the scene, then Enter to start the next episode (q + Enter to quit): ").strip() == "q":
                     break
@@ -144,10 +167,11 @@ def run(args) -> int:
             results.append(result)
             t = result.telemetry
             seed = f" seed {args.seed + i}" if is_sim else ""
+            timing = (f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"
+                      if latency is not None else f"{t['hz']:.1f} Hz, jitter p99 {t['jitter_p99_ms']:.1f} ms")
             print(f"episode {i + 1}/{args.episodes}{seed}: {result.outcome} in {result.duration_s:.1f} s"
                   f"{' (' + result.error + ')' if result.error else ''}; chunks {t['chunks']}, infer p50 "
-                  f"{t['infer_ms_p50']:.1f} ms, {t['hz']:.1f} Hz, stall {t['stall_ticks']}, stale "
-                  f"{t['stale_actions']}, dropped {t['dropped_actions']}, jitter p99 {t['jitter_p99_ms']:.1f} ms",
+                  f"{t['infer_ms_p50']:.1f} ms, stall {t['stall_ticks']}, dropped {t['dropped_actions']}, {timing}",
                   flush=True)
             if result.interrupted or result.outcome in ("estop", "stale") or stop.is_set():
                 break
@@ -173,7 +197,7 @@ def _write_summary(run_dir: Path, preset, runtime, args, results) -> None:
     (run_dir / "run.json").write_text(json.dumps({
         "preset": preset.name, "preset_file": preset.source, "checkpoint": str(runtime.checkpoint_dir),
         "checkpoint_hash": runtime.checkpoint_hash, "mode": preset.mode, "item": args.item,
-        "first_seed": args.seed, "max_time_s": args.max_time,
+        "first_seed": args.seed, "scene": args.scene, "latency": args.latency, "max_time_s": args.max_time,
         "episodes": [asdict(r) for r in results],
     }, indent=2, default=str))
     print(f"run summary: {run_dir / 'run.json'}")

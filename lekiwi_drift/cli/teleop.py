@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import sys
 
+from lekiwi_drift.sim.scene import SCENE_HELP, parse_scene
+
 DEFAULT_TASK = "pick the salt bottle and put it in the basket"
 
 
@@ -26,7 +28,13 @@ def add_parser(sub) -> None:
     sim.add_argument("--clock", choices=("realtime", "lockstep"), default="realtime",
                      help="in-process sim clock; lockstep: one tick per action, deterministic recordings")
     sim.add_argument("--item", default="salt_bottle", help="requested item: salt_bottle, matcha_tin, chocolate_bar")
-    sim.add_argument("--seed", type=int, default=0, help="scene seed of episode 0 (episode e: seed + e)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of episode 0's scene jitter (episode e: seed + e)")
+    sim.add_argument("--scene", type=parse_scene, default=0, metavar="N|random", help=SCENE_HELP)
+    sim.add_argument("--expert-noise", type=float, default=0.0, metavar="SCALE",
+                     help="scripted expert: perturb the executed actions in short bursts and record the expert's "
+                          "clean action (DART recovery demos; 1.0 = the documented default size, 0 = off)")
+    sim.add_argument("--only-successes", action="store_true",
+                     help="discard an episode that ends without `_success` and record the next seed instead")
     sim.add_argument("--size", default="320x240", metavar="WxH", help="in-process sim camera size")
     rec = p.add_argument_group("recording")
     rec.add_argument("--record", metavar="DATASET", help="record a LeRobotDataset (v3) into this directory")
@@ -52,7 +60,9 @@ def run(args) -> int:
 
     opts = TeleopOptions(
         config=args.config, host=args.host, sim=args.sim, teleop=args.teleop, clock=args.clock, item=args.item,
-        seed=args.seed, size=args.size, record=args.record, task=args.task, episodes=args.episodes,
+        seed=args.seed, scene=args.scene, expert_noise=args.expert_noise,
+        only_successes=args.only_successes, size=args.size, record=args.record,
+        task=args.task, episodes=args.episodes,
         episode_time_s=args.episode_time, reset_time_s=args.reset_time, resume=args.resume, fps=args.fps,
         max_time_s=args.max_time, keyboard=args.keyboard, streaming_encoding=args.streaming_encoding,
     )

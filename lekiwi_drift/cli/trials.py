@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
     p.add_argument("--sim", action="store_true", help="start a simulated LeKiwi in this process")
     p.add_argument("--sim-clock", choices=("realtime", "lockstep"), default="realtime",
                    help="with --sim: realtime (like the robot) or lockstep (one tick per action, deterministic)")
+    p.add_argument("--latency", metavar="PROFILE",
+                   help="new session, sim: charge inference latency in sim time (measured | paper-laptop | paper-gpu | "
+                        "<ms>); implies --sim-clock lockstep; recorded in the session's protocol")
+    p.add_argument("--trials-per-policy", type=int, metavar="N", help="new session: override the protocol's count")
     p.add_argument("--auto", action="store_true",
                    help="unattended: start every trial and score it from the sim's success detector / time limit")
     p.add_argument("--headless", action="store_true", help="with --auto: no terminal UI; exit when the session is done")
@@ -90,6 +94,15 @@ def open_session(args):
 
         raise ConfigError("give a protocol (e.g. `lekiwi-drift trials salt_bottle`) or --resume SESSION")
     protocol = load_protocol(args.target)
+    overrides = {}
+    if args.latency is not None:
+        overrides["latency"] = args.latency
+    if args.trials_per_policy is not None:
+        overrides["trials_per_policy"] = args.trials_per_policy
+    if overrides:  # re-validated like a file, then stored with the session
+        from lekiwi_drift.trials.protocol import protocol_from_dict
+
+        protocol = protocol_from_dict({**protocol.to_dict(), **overrides}, f"{protocol.source} + command line")
     if not args.new and (found := TrialSession.find_unfinished(protocol.name, sessions)) is not None:
         session = TrialSession.open(found)
         if session.protocol.to_dict() != {**protocol.to_dict(), "seed": session.protocol.seed}:
@@ -137,8 +150,9 @@ def run_tui(args) -> int:
         from lekiwi_drift.trials.app import TrialsApp
         from lekiwi_drift.trials.backend import RobotBackend
 
+        clock = "lockstep" if session.protocol.latency is not None else args.sim_clock
         backend = RobotBackend(load_config(args.config), session.protocol, sim_host=args.sim,
-                               sim_clock=args.sim_clock, scene_seed=session.protocol.scene_seed)
+                               sim_clock=clock, scene_seed=session.protocol.scene_seed)
         app = TrialsApp(session, backend, auto=args.auto, first_paint_exit=args.first_paint_exit,
                         exit_when_done=args.headless)
         log_path = None if args.headless else session.store.path.with_suffix(".log")

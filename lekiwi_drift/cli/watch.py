@@ -51,7 +51,9 @@ def _line(link, rate: float) -> str:
     dec = sorted(s.decode_ms)[len(s.decode_ms) // 2] if s.decode_ms else float("nan")
     cams = " ".join(f"{n}:{im.shape[1]}x{im.shape[0]}" for n, im in obs.images.items())
     arm = " ".join(f"{v:6.1f}" for v in obs.state[:6])
-    return (f"seq {obs.seq}  {rate:5.1f} Hz  age {obs.age_s() * 1000:5.1f} ms  decode p50 {dec:4.1f} ms  "
+    # The age is corrected by this estimate (link/clock.py); a stock host sends no stamp to estimate from.
+    clock = "no host stamp" if s.clock_offset_s is None else f"host clock {s.clock_offset_s:+.3f} s"
+    return (f"seq {obs.seq}  {rate:5.1f} Hz  age {obs.age_s() * 1000:5.1f} ms  {clock}  decode p50 {dec:4.1f} ms  "
             f"bad {s.bad_total}  [{cams}]  arm {arm}")
 
 

@@ -7,7 +7,8 @@ through the safety filter (or a hold when there is none: a stall); record teleme
 time limit, success, stop event, e-stop, a policy exception, Ctrl-C — sends a safe stop first.
 
 Lockstep hosts (the deterministic sim) need nothing special: the loop sends exactly one command per
-tick and each command advances the sim by one control period.
+tick and each command advances the sim by one control period. With a `latency` profile the episode runs
+on the sim's clock instead, and inference latency is charged in sim time (control/sim_time.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lekiwi_drift.control.preset import Preset
 from lekiwi_drift.control.runtime import PolicyRuntime
 from lekiwi_drift.control.safety import SafetyFilter, joint_limits
 from lekiwi_drift.control.scheduler import ActionSchedule, Chunk
+from lekiwi_drift.control.sim_time import LatencyProfile, SimTimeEpisode
 from lekiwi_drift.control.telemetry import Telemetry
 from lekiwi_drift.link.wire import Observation
 from lekiwi_drift.robots.features import STATE_KEYS
@@ -121,8 +123,12 @@ class _InferenceWorker:
 
 class ControlLoop:
     def __init__(self, link, runtime: PolicyRuntime, preset: Preset, robot_config: RobotConfig | None = None,
-                 run_dir: str | Path | None = None, status_hz: float = 4.0):
+                 run_dir: str | Path | None = None, status_hz: float = 4.0,
+                 latency: LatencyProfile | None = None):
+        """`latency`: run episodes on the lockstep sim's clock with this inference-latency profile
+        (control/sim_time.py); None: wall-clock ticks, the robot's way."""
         self.link = link
+        self.latency = latency
         self.runtime = runtime
         self.preset = preset
         self.period = 1.0 / preset.control_hz
@@ -150,6 +156,9 @@ class ControlLoop:
     def clear_estop(self) -> None:
         self._estop.clear()
 
+    def estop_requested(self) -> bool:
+        return self._estop.is_set()
+
     def close(self, wait_s: float = 0.0) -> None:
         """End the inference thread (after up to `wait_s` for a chunk still in flight) and telemetry."""
         if self._worker is not None:
@@ -165,6 +174,24 @@ class ControlLoop:
             if self._estop.is_set():  # an e-stop raced this tick's command: it wins
                 action = self.safety.hold()
             self.link.send_action(action)
+
+    def step(self, action: dict[str, float]) -> Observation:
+        """Lockstep sim: send this tick's command (an e-stop wins) and return the observation after it."""
+        with self._send_lock:
+            if self._estop.is_set():
+                action = self.safety.hold()
+            return self.link.step(action)
+
+    def status(self, elapsed: float, now: float, tel: Telemetry, obs: Observation, sched: ActionSchedule,
+               last_info: dict | None) -> TickStatus:
+        """The live figures; `now` on the schedule's clock (monotonic, or sim time)."""
+        age_ms = obs.age_s() * 1e3
+        success = obs.extras.get("_success")
+        c = tel.c
+        left = sched.remaining(now)
+        return TickStatus(elapsed, tel.hz(), age_ms, tel.last_infer_ms, c.stall_ticks, c.stale_actions, left,
+                          None if success is None else bool(success), obs.images, c.chunks,
+                          tel.status_line(elapsed, age_ms, left, last_info))
 
     def _safe_stop(self, obs: Observation | None) -> None:
         with self._send_lock:
@@ -211,7 +238,13 @@ class ControlLoop:
         obs: Observation | None = None
         try:
             obs = self._prime()
-            outcome, error, obs = self._ticks(episode, sched, t_start, max_time_s, stop, on_status)
+            if self.latency is not None:
+                if obs.extras.get("_clock") != "lockstep":
+                    raise RuntimeError("latency charged in sim time needs the lockstep sim (--sim --clock lockstep)")
+                outcome, error, obs = SimTimeEpisode(self, episode, sched, self.latency, max_time_s, stop,
+                                                     on_status).run(obs)
+            else:
+                outcome, error, obs = self._ticks(episode, sched, t_start, max_time_s, stop, on_status)
         except KeyboardInterrupt:
             outcome, error, interrupted = "stopped", "interrupted (Ctrl-C)", True
         except Exception as exc:
@@ -306,12 +339,8 @@ class ControlLoop:
             # -- status ---------------------------------------------------------------------------------
             if now - last_status >= self.status_period:
                 last_status = now
-                success = obs.extras.get("_success")
-                st = TickStatus(elapsed, tel.hz(), age * 1e3, tel.last_infer_ms, c.stall_ticks, c.stale_actions,
-                                sched.remaining(now), None if success is None else bool(success), obs.images,
-                                c.chunks, tel.status_line(elapsed, age * 1e3, sched.remaining(now), last_info))
                 if on_status is not None:
-                    on_status(st)
+                    on_status(self.status(elapsed, now, tel, obs, sched, last_info))
             # -- wait for the next tick -----------------------------------------------------------------
             next_tick += self.period
             delay = next_tick - time.monotonic()

@@ -141,10 +141,21 @@ class PolicyRuntime:
         raw["task"] = self.preset.task
         return raw
 
-    def infer(self, obs: Observation, t_obs: float | None = None) -> Chunk:
+    def noise(self, seed: int):
+        """The sampler's noise for one chunk, drawn from its own generator seeded with `seed` (so an
+        evaluation can replay exactly the same samples; the robot uses fresh noise): [K or 1, T, A_max]."""
+        import torch
+
+        c = self.policy.config
+        k = int(c.keystone_samples) if c.sampler == "drift" and int(c.keystone_samples) > 1 else 1
+        gen = torch.Generator().manual_seed(int(seed))
+        return torch.randn(k, int(c.chunk_size), int(c.max_action_dim), generator=gen).to(self.device)
+
+    def infer(self, obs: Observation, t_obs: float | None = None, noise_seed: int | None = None) -> Chunk:
         """One chunk for `obs`. `t_obs`: the monotonic time the observation stands for (default: now
-        minus its age). Timings in `info`: prefix/expert/keystone ms from the policy, plus pre/post and
-        the total wall time of this call."""
+        minus its age); `noise_seed`: reproducible sampler noise (`noise()`), else the policy draws its
+        own. Timings in `info`: prefix/expert/keystone ms from the policy, plus pre/post and the total
+        wall time of this call."""
         import torch
 
         t_start = time.monotonic()
@@ -155,7 +166,8 @@ class PolicyRuntime:
             batch = self.pre(self.batch(obs))
             t1 = time.perf_counter()
             self.policy.reset()  # the loop owns the action queue; the policy's own queue stays unused
-            chunk = self.policy.predict_action_chunk(batch)
+            noise = None if noise_seed is None else self.noise(noise_seed)
+            chunk = self.policy.predict_action_chunk(batch, **({} if noise is None else {"noise": noise}))
             t2 = time.perf_counter()
             actions = self.post(chunk)
             t3 = time.perf_counter()

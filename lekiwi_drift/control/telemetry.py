@@ -39,6 +39,7 @@ class EpisodeCounters:
     prefix_ms: list = field(default_factory=list)
     expert_ms: list = field(default_factory=list)
     keystone_ms: list = field(default_factory=list)
+    charged_ms: list = field(default_factory=list)  # sim-time runs: the latency charged per chunk
     stall_per_replan: list = field(default_factory=list)
     stale_per_replan: list = field(default_factory=list)
 
@@ -97,6 +98,7 @@ class Telemetry:
         c.chunks += 1
         self.last_infer_ms = info.get("infer_ms", float("nan"))
         c.infer_ms.append(self.last_infer_ms)
+        c.charged_ms.append(info.get("charged_ms", float("nan")))
         c.prefix_ms.append(info.get("prefix_ms", float("nan")))
         c.expert_ms.append(info.get("expert_ms", float("nan")))
         if info.get("samples", 1) > 1:
@@ -111,7 +113,7 @@ class Telemetry:
             "latency_ms": chunk.latency_s * 1e3, "obs_age_ms": obs_age_ms,
             "infer_ms": info.get("infer_ms"), "prefix_ms": info.get("prefix_ms"),
             "expert_ms": info.get("expert_ms"), "keystone_ms": info.get("keystone_ms"),
-            "pre_ms": info.get("pre_ms"), "post_ms": info.get("post_ms"),
+            "pre_ms": info.get("pre_ms"), "post_ms": info.get("post_ms"), "charged_ms": info.get("charged_ms"),
             "samples": info.get("samples"), "steps": info.get("steps"), "spread": info.get("spread"),
             "guard": info.get("guard"), "keystone_index": info.get("index"),
             "dropped": installed.dropped, "usable": installed.usable, "replaced": installed.replaced,
@@ -127,7 +129,7 @@ class Telemetry:
             "chunks": c.chunks, "ticks": c.ticks,
             "infer_ms_p50": pct(c.infer_ms, 50), "infer_ms_p99": pct(c.infer_ms, 99),
             "prefix_ms_p50": pct(c.prefix_ms, 50), "expert_ms_p50": pct(c.expert_ms, 50),
-            "keystone_ms_p50": pct(c.keystone_ms, 50),
+            "keystone_ms_p50": pct(c.keystone_ms, 50), "charged_ms_p50": pct(c.charged_ms, 50),
             "hz": self.hz(recent=False),
             "stall_ticks": c.stall_ticks, "startup_ticks": c.startup_ticks,
             "stall_ticks_per_replan": sum(c.stall_per_replan) / replans,

@@ -3,6 +3,9 @@
 A background thread receives observations, keeps only the newest, decodes and validates it, and stores it
 with its age. Malformed messages are counted by kind and logged, the last good observation is kept, and
 nothing a peer sends can raise here. Works against our host and LeRobot 0.6.1's stock host alike.
+
+Ages hold when the robot's clock is off ours: the link estimates the host clock's offset from the `_stamp`s
+(link/clock.py), puts it on each observation and in `LinkStats.clock_offset_s`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import zmq
 
 from lekiwi_drift.config.robot import RobotConfig
 from lekiwi_drift.link import keys as curve
+from lekiwi_drift.link.clock import HostClock
 from lekiwi_drift.link.wire import Observation, WireError, decode_observation, encode_command
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ class LinkStats:
     reconnects: int = 0
     decode_ms: deque = field(default_factory=lambda: deque(maxlen=4096))
     age_ms: deque = field(default_factory=lambda: deque(maxlen=4096))  # age when decoded
+    # Host clock minus ours (s), estimated from `_stamp`s; None until one came (a stock host sends none).
+    clock_offset_s: float | None = None
 
     @property
     def bad_total(self) -> int:
@@ -56,6 +62,7 @@ class RobotLink:
         self.hc = config.host
         self.expected_cameras = list(expected_cameras) if expected_cameras is not None else config.camera_names
         self.stats = LinkStats()
+        self.host_clock = HostClock()
         self._ctx = context or zmq.Context()
         self._own_ctx = context is None
         self._cond = threading.Condition()
@@ -144,20 +151,23 @@ class RobotLink:
                         msg = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    # Receipt time before decoding: the age must include our own decode time.
+                    recv_time = time.time()
                     if frames is not None:
                         self.stats.superseded += 1
                     frames = msg
                 if frames is None:
                     continue
                 last_msg, heard = time.monotonic(), True
-                self._ingest(frames)
+                self._ingest(frames, recv_time)
         finally:
             sock.close(0)
 
-    def _ingest(self, frames: list[bytes]) -> None:
+    def _ingest(self, frames: list[bytes], recv_time: float | None = None) -> None:
         t0 = time.perf_counter()
         try:
-            obs = decode_observation(frames, self.expected_cameras, self.hc.max_message_bytes, pool=self._pool)
+            obs = decode_observation(frames, self.expected_cameras, self.hc.max_message_bytes,
+                                     recv_time=recv_time, pool=self._pool)
         except WireError as exc:
             self.stats.bad[exc.kind] += 1
             log.warning("dropped a malformed observation (%s); keeping the last good one", exc)
@@ -167,6 +177,9 @@ class RobotLink:
             log.error("dropped an observation that failed to decode: %r", exc)
             return
         self.stats.decode_ms.append((time.perf_counter() - t0) * 1000.0)
+        if obs.stamp is not None:  # only good observations feed the clock estimate
+            sent = obs.sent if obs.sent is not None else obs.stamp  # `_sent`: host work is not transit
+            obs.clock_offset_s = self.stats.clock_offset_s = self.host_clock.update(sent, obs.recv_time)
         self.stats.age_ms.append(obs.age_s() * 1000.0)
         with self._cond:
             self._latest = obs

@@ -3,7 +3,8 @@
 Differences from LeRobot 0.6.1's host, each on purpose: no 30 s session limit; a malformed command is
 rejected whole and counted (stock applies what it can, or raises inside the loop); a camera or bus read
 error skips that observation instead of killing the host, up to a configured number in a row; optional
-CurveZMQ; observation headers carry `_seq`, `_stamp`, `_proto`; a lockstep mode for deterministic sims.
+CurveZMQ; observation headers carry `_seq`, `_stamp`, `_sent`, `_proto`; a lockstep mode for deterministic
+sims.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class RobotHost:
         self.stats = HostStats()
         self.lockstep = bool(getattr(robot, "lockstep", False))
         self._clock = getattr(robot, "clock", time.monotonic)
+        # Stamps `_stamp`/`_sent`; it need not agree with the client's clock (link/clock.py).
+        self._wall_clock = getattr(robot, "wall_clock", time.time)
         self._stop = threading.Event()
         self._seq = 0
         self._failures_in_row = 0
@@ -155,7 +158,7 @@ class RobotHost:
 
     # -- one observation -------------------------------------------------------------------------
     def _capture(self) -> list[bytes] | None:
-        stamp = time.time()
+        stamp = self._wall_clock()
         try:
             obs = self.robot.get_observation()
         except Exception as exc:  # camera timeout, bus error: skip this observation, keep serving
@@ -174,6 +177,9 @@ class RobotHost:
             # Kept on every header until the next request, so a client that skips to the newest
             # observation cannot miss it; the client matches it by the request's id.
             extras["_reply"] = self._reply
+        # Last, after the JPEG encode: clients estimate our clock offset from it, so the time spent here
+        # (capture + encode) counts in the age instead of passing for transit.
+        extras["_sent"] = self._wall_clock()
         return encode_observation(obs, jpegs, extras)
 
     def _publish(self, frames: list[bytes]) -> None:

@@ -1,8 +1,8 @@
 """The LeKiwi wire format (LeRobot 0.6.1 `lekiwi_host.py`) plus our optional `_` header keys.
 
 Observation: a multipart message, frame 0 a UTF-8 JSON header `{"_cams": [...], <9 state keys>, _seq,
-_stamp, _proto, ...}`, then one JPEG (quality 90) per camera in `_cams` order. Command: one JSON object
-with the 9 action keys as floats, optionally a `_request` object for host requests (sim reset).
+_stamp, _sent, _proto, ...}`, then one JPEG (quality 90) per camera in `_cams` order. Command: one JSON
+object with the 9 action keys as floats, optionally a `_request` object for host requests (sim reset).
 
 Colour order: the stock host hands its RGB frames straight to `cv2.imencode` (which assumes BGR) and the
 stock client decodes with `cv2.imdecode` straight back, so the RGB array survives the round trip. We do
@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
+from lekiwi_drift.link.clock import observation_age
 from lekiwi_drift.robots.features import STATE_KEYS
 
 PROTO = "lekiwi-drift/1"
@@ -60,12 +61,17 @@ class Observation:
     stamp: float | None = None  # host wall-clock time at capture (`_stamp`), if the host sent it
     recv_time: float = field(default_factory=time.time)  # local wall-clock time at receipt
     extras: dict[str, Any] = field(default_factory=dict)  # other `_` header keys (e.g. `_success`)
+    sent: float | None = None  # host wall-clock time when it was ready to send (`_sent`), if sent
+    # Host clock minus local clock, as RobotLink estimated it when this arrived (link/clock.py); 0 for
+    # observations stamped in this process.
+    clock_offset_s: float = 0.0
 
     def age_s(self, now: float | None = None) -> float:
-        """Seconds since capture (host stamp; assumes NTP-synced clocks) or, without a stamp, receipt."""
+        """Seconds since capture on our clock: the host stamp corrected by `clock_offset_s` (reads low by
+        the smallest one-way delay, ~ms on a LAN; see link/clock.py), never below the receipt age;
+        without a stamp (stock host), since receipt."""
         now = time.time() if now is None else now
-        ref = self.stamp if self.stamp is not None else self.recv_time
-        return max(0.0, now - ref)
+        return observation_age(now, self.recv_time, self.stamp, self.clock_offset_s)
 
     def state_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in zip(STATE_KEYS, self.state)}
@@ -154,11 +160,12 @@ def decode_observation(
         if missing:
             raise WireError(MISSING_CAMERA, f"cameras {missing} are missing from the observation")
     state = _read_state(header, "observation")
-    seq, stamp = header.get("_seq"), header.get("_stamp")
+    seq, stamp, sent = header.get("_seq"), header.get("_stamp"), header.get("_sent")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
         raise WireError(WRONG_TYPE, "'_seq' must be an integer")
-    if stamp is not None and not (_is_number(stamp) and math.isfinite(stamp)):
-        raise WireError(WRONG_TYPE, "'_stamp' must be a finite number")
+    for key, value in (("_stamp", stamp), ("_sent", sent)):
+        if value is not None and not (_is_number(value) and math.isfinite(value)):
+            raise WireError(WRONG_TYPE, f"{key!r} must be a finite number")
     for name, jpeg in zip(cams, frames[1:]):
         if len(jpeg) == 0:
             raise WireError(EMPTY_FRAME, f"camera {name!r} sent an empty frame")
@@ -170,12 +177,14 @@ def decode_observation(
         if img is None or img.ndim != 3 or img.shape[2] != 3:
             raise WireError(BAD_JPEG, f"camera {name!r}: frame of {len(jpeg)} bytes is not a decodable JPEG")
         images[name] = img
-    extras = {k: v for k, v in header.items() if k.startswith("_") and k not in ("_cams", "_seq", "_stamp")}
+    known = ("_cams", "_seq", "_stamp", "_sent")
+    extras = {k: v for k, v in header.items() if k.startswith("_") and k not in known}
     return Observation(
         state=state,
         images=images,
         seq=seq,
         stamp=float(stamp) if stamp is not None else None,
+        sent=float(sent) if sent is not None else None,
         recv_time=time.time() if recv_time is None else recv_time,
         extras=extras,
     )

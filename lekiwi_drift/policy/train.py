@@ -40,6 +40,24 @@ TINY_POLICY_ARGS = (
     "--policy.scheduler_warmup_steps=10",
 )
 
+# The sim-scale model of the evidence runs (docs/evidence.md): a random SmolVLM trained from scratch,
+# 128x128 model input in 16 px patches (16 tokens per camera), 4 VLM layers of width 128, chunk 20 of
+# which 10 are executed before the next replan. About 1.3 M parameters: a CPU trains it in an hour or two.
+SMALL_POLICY_ARGS = (
+    "--policy.chunk_size=20",
+    "--policy.n_action_steps=10",
+    "--policy.max_state_dim=16",
+    "--policy.max_action_dim=16",
+    "--policy.resize_imgs_with_padding=[128,128]",
+    "--policy.num_vlm_layers=4",
+    "--policy.tokenizer_max_length=16",
+    "--policy.scheduler_warmup_steps=200",
+    "--policy.train_expert_only=false",  # the VLM has random weights: frozen it would be a random
+    "--policy.freeze_vision_encoder=false",  # feature extractor
+)
+SMALL_VLM_CACHE = Path.home() / ".cache" / "lekiwi_drift" / "small_smolvlm"
+MODEL_SIZES = ("full", "small", "tiny")
+
 
 @dataclass
 class TrainOptions:
@@ -50,6 +68,7 @@ class TrainOptions:
     batch_size: int = 32
     vlm_dir: str | None = None
     tiny: bool = False
+    small: bool = False  # the sim-scale model (SMALL_POLICY_ARGS); exclusive with tiny
     resume: bool = False
     num_workers: int = 4
     save_freq: int = 5_000
@@ -71,12 +90,13 @@ def dataset_args(dataset: str) -> list[str]:
 
 
 def vlm_args(opts: TrainOptions) -> list[str]:
-    if opts.tiny:
-        from lekiwi_drift.policy.offline_vlm import write_tiny_smolvlm
+    if opts.tiny or opts.small:
+        from lekiwi_drift.policy.offline_vlm import write_small_smolvlm, write_tiny_smolvlm
 
-        vlm_dir = Path(opts.vlm_dir) if opts.vlm_dir else TINY_VLM_CACHE
+        write, cache = (write_tiny_smolvlm, TINY_VLM_CACHE) if opts.tiny else (write_small_smolvlm, SMALL_VLM_CACHE)
+        vlm_dir = Path(opts.vlm_dir) if opts.vlm_dir else cache
         if not (vlm_dir / "config.json").is_file():
-            write_tiny_smolvlm(vlm_dir)
+            write(vlm_dir)
         return [f"--policy.vlm_model_name={vlm_dir.resolve()}", "--policy.load_vlm_weights=false"]
     if opts.vlm_dir:
         vlm_dir = Path(opts.vlm_dir).expanduser().resolve()
@@ -93,6 +113,8 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
     """The `lerobot-train` arguments for our options (pass-through options come last and win)."""
     if opts.objective not in ("drift", "flow"):
         raise ValueError(f"objective must be 'drift' or 'flow', got {opts.objective!r}")
+    if opts.tiny and opts.small:
+        raise ValueError("--tiny and --small are two model sizes; choose one")
     output = Path(opts.output).expanduser().resolve()
     common = [
         f"--steps={opts.steps}",
@@ -107,7 +129,7 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
         if not train_config.is_file():
             raise FileNotFoundError(f"nothing to resume: {train_config} does not exist")
         args = [f"--config_path={train_config}", "--resume=true", *common]
-        if opts.vlm_dir or opts.tiny:
+        if opts.vlm_dir or opts.tiny or opts.small:
             args += [a for a in vlm_args(opts) if a.startswith("--policy.vlm_model_name")]
         return args + list(opts.extra)
     args = [
@@ -117,6 +139,8 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
         "--policy.push_to_hub=false",
         *vlm_args(opts),
         *(TINY_POLICY_ARGS if opts.tiny else ()),
+        *(SMALL_POLICY_ARGS if opts.small else ()),
+        *video_backend_args(opts.dataset),
         f"--output_dir={output}",
         f"--job_name=smolvla_drift_{opts.objective}",
         f"--seed={opts.seed}",
@@ -125,6 +149,14 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
     if opts.device:
         args.append(f"--policy.device={opts.device}")
     return args + list(opts.extra)
+
+
+def video_backend_args(dataset: str) -> list[str]:
+    """Choose the video decoder deliberately (record/video_backend.py): torchcodec where FFmpeg's
+    libraries load, else PyAV with one line saying how to get the fast one."""
+    from lekiwi_drift.record.video_backend import video_backend
+
+    return [f"--dataset.video_backend={video_backend()}"]
 
 
 @contextmanager

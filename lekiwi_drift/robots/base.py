@@ -44,4 +44,6 @@ class HostHooks:
       `_reply`.
     - `clock() -> float` — the robot's own clock in seconds (the fake's, or sim time); defaults to
       time.monotonic. The watchdog is measured on it.
+    - `wall_clock() -> float` — the robot computer's wall clock, stamped into each header as `_stamp`;
+      defaults to time.time. It need not agree with the client's clock: the client estimates the offset.
     """

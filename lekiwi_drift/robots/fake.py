@@ -34,6 +34,8 @@ class FakeRobotConfig:
     # Sensor-like noise in the frames: real camera images compress (and decode) like this, flat
     # synthetic ones are several times cheaper. The link benchmark uses it to stay honest.
     texture: bool = False
+    # How far this robot's wall clock (`_stamp`) is off the real one: a Pi without network time.
+    clock_skew_s: float = 0.0
 
 
 @dataclass
@@ -64,6 +66,9 @@ class FakeLeKiwi:
     # -- the robot protocol --------------------------------------------------------------------
     def clock(self) -> float:
         return time.monotonic()
+
+    def wall_clock(self) -> float:
+        return time.time() + self.config.clock_skew_s
 
     def connect(self) -> None:
         self.is_connected = True

@@ -15,6 +15,7 @@ CONTROL_HZ = 30.0  # one action per 1/30 s, as on the real LeKiwi
 class SimConfig:
     item: str = "salt_bottle"  # the requested item (what `_success` checks)
     seed: int = 0  # scene randomisation: robot start pose, item and basket positions
+    scene: int | None = None  # a fixed layout (its seed) that `seed` only jitters; None: `seed` draws the layout
     clock: str = "realtime"  # "realtime": physics follows wall time; "lockstep": 1/30 s per send_action
     width: int = 640
     height: int = 480

@@ -56,10 +56,11 @@ class LocalSimHost:
 
 
 def start_local_sim_host(cfg: RobotConfig, item: str = "salt_bottle", seed: int = 0, clock: str = "realtime",
-                         size: str | tuple[int, int] | None = "320x240", expert: bool = False) -> LocalSimHost:
+                         size: str | tuple[int, int] | None = "320x240", expert: bool = False,
+                         scene: int | None = None) -> LocalSimHost:
     """Start a sim host thread on 127.0.0.1 (free ports). `clock`: "realtime" or "lockstep";
     `size`: sim camera "WxH" (None: the config's); `expert`: publish the scripted expert's action as
-    header key `_expert`. Raises ConfigError for a bad item/clock/size, SimGLError without OpenGL."""
+    header key `_expert`; `scene`: a fixed layout that `seed` jitters (sim/scene.py). Raises ConfigError for a bad item/clock/size, SimGLError without OpenGL."""
     from lekiwi_drift.link.host import RobotHost
     from lekiwi_drift.sim.serve import build_sim_robot
 
@@ -68,7 +69,7 @@ def start_local_sim_host(cfg: RobotConfig, item: str = "salt_bottle", seed: int 
     local.host.port_cmd, local.host.port_obs = free_loopback_ports(2)
     # A local host needs no keys: it listens on loopback only and the client in this process has none.
     local.keys = type(cfg.keys)()
-    robot = build_sim_robot(local, item=item, seed=seed, clock=clock, size=size, expert=expert)
+    robot = build_sim_robot(local, item=item, seed=seed, clock=clock, size=size, expert=expert, scene=scene)
     robot.connect()
     try:
         host = RobotHost(robot, local)

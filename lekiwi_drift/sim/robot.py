@@ -106,25 +106,29 @@ class SimLeKiwi:
                 "_success": bool(self.task.success),
                 "_item": self.world.item,
                 "_seed": int(self.world.layout.seed),
+                "_scene": self.world.layout.scene,
                 "_sim_time": round(self.world.time, 6),
                 "_success_time": self.task.first_success_time,
                 "_clock": self.config.clock,
             }
 
     def handle_request(self, request: dict) -> dict:
-        """`{"op": "reset", "item": ..., "seed": ...}`: a fresh scene. A missing item or seed keeps the
-        current one, so `{"op": "reset"}` repeats the same scene (the paper's same-scene trials)."""
+        """`{"op": "reset", "item": ..., "seed": ..., "scene": ...}`: a fresh scene. A missing item, seed
+        or scene keeps the current one, so `{"op": "reset"}` repeats the same scene exactly. `scene`: the
+        fixed layout that `seed` jitters (scene.py), or null for a layout drawn from `seed` alone."""
         op = request.get("op")
         if op != "reset":
             raise ValueError(f"unknown sim request op {op!r}; the sim understands 'reset'")
         with self._lock:
             item = str(request.get("item") or self.world.item)
             seed = int(request.get("seed", self.world.layout.seed))
-            self.world.reset(item, seed)
+            scene = request.get("scene", self.world.layout.scene)
+            scene = None if scene is None else int(scene)
+            self.world.reset(item, seed, scene)
             self.task.reset()
             self._steps = 0
             self._reanchor()
-        return {"op": "reset", "item": item, "seed": seed}
+        return {"op": "reset", "item": item, "seed": seed, "scene": scene}
 
     # -- internals ------------------------------------------------------------------------------------
     def _advance(self, n: int) -> None:

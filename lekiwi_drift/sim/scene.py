@@ -3,6 +3,13 @@
 The ranges keep every scene solvable: items sit near the shelf's front edge within the arm's reach
 once the base has driven up; the basket and items are spread along the shelf with enough room between
 them for open fingers; the robot starts a little back from the shelf, roughly facing it.
+
+Two ways to pick a scene (`scene_layout(seed, scene)`):
+- `scene=None`: every seed is a different layout (`sample_layout(seed)`): generalisation across scenes.
+- `scene=S`: the paper's protocol, "one initial scene, reset noise": the fixed layout `sample_layout(S)`
+  plus a small per-trial jitter drawn from `seed`, like a person re-placing things between trials
+  (`JITTER`: each item moved by up to 1.5 cm along and across the shelf and turned freely about its axis,
+  the robot's start moved by up to 3 cm and turned by up to 5 degrees). The basket stays where it is.
 """
 
 from __future__ import annotations
@@ -27,10 +34,24 @@ class Pose2D:
 
 @dataclass(frozen=True)
 class SceneLayout:
-    seed: int
+    seed: int  # the layout seed (scene=None) or the jitter seed (scene=S)
     robot: Pose2D
     basket: Pose2D
     items: dict[str, Pose2D]
+    scene: int | None = None  # the fixed layout this one jitters, None: `seed` drew the whole layout
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Per-trial reset noise around a fixed scene (uniform, +- each value)."""
+
+    item_xy: float = 0.015  # m, each of x and y
+    item_yaw_deg: float = 180.0  # cylinders look the same from every side; the bar turns by this much
+    robot_xy: float = 0.03  # m, each of x and y
+    robot_yaw_deg: float = 5.0
+
+
+JITTER = Jitter()
 
 
 def sample_layout(seed: int) -> SceneLayout:
@@ -61,6 +82,41 @@ def sample_layout(seed: int) -> SceneLayout:
         items[name] = Pose2D(x=float(rng.uniform(GEOM.shelf_front + 0.045, GEOM.shelf_front + 0.11)),
                              y=float(centers[name]), yaw=yaw)
     return SceneLayout(seed=seed, robot=robot, basket=basket, items=items)
+
+
+def jitter_layout(base: SceneLayout, seed: int, jitter: Jitter = JITTER) -> SceneLayout:
+    """`base` moved by the reset noise drawn from `seed`; `scene` records the fixed layout's seed."""
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    u = lambda r: float(rng.uniform(-r, r))  # noqa: E731
+    robot = Pose2D(x=base.robot.x + u(jitter.robot_xy), y=base.robot.y + u(jitter.robot_xy),
+                   yaw=base.robot.yaw + float(np.radians(u(jitter.robot_yaw_deg))))
+    items = {}
+    for name, pose in base.items.items():
+        yaw_range = np.radians(min(jitter.item_yaw_deg, 20.0) if name == "chocolate_bar" else jitter.item_yaw_deg)
+        items[name] = Pose2D(x=pose.x + u(jitter.item_xy), y=pose.y + u(jitter.item_xy),
+                             yaw=pose.yaw + float(rng.uniform(-yaw_range, yaw_range)))
+    return SceneLayout(seed=int(seed), robot=robot, basket=base.basket, items=items, scene=base.seed)
+
+
+def scene_layout(seed: int, scene: int | None = None) -> SceneLayout:
+    """The layout for a sim reset: `sample_layout(seed)`, or fixed scene `scene` jittered by `seed`."""
+    if scene is None:
+        return sample_layout(int(seed))
+    return jitter_layout(sample_layout(int(scene)), int(seed))
+
+
+def parse_scene(text: str) -> int | None:
+    """The command line's `--scene N|random`: a fixed layout seed, or None (each seed its own layout)."""
+    if text.strip().lower() in ("random", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--scene {text!r}: give a layout seed (e.g. 0) or 'random'") from None
+
+
+SCENE_HELP = ("the fixed layout every episode starts from, jittered per episode by its seed (default 0, the "
+              "salt-bottle protocol's scene); 'random': each seed draws a whole new layout")
 
 
 def yaw_quat(yaw: float) -> np.ndarray:

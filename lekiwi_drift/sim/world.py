@@ -19,7 +19,7 @@ from lekiwi_drift.robots.features import (
 from lekiwi_drift.sim.config import CONTROL_HZ, ITEMS, SimConfig
 from lekiwi_drift.sim.gl import import_mujoco
 from lekiwi_drift.sim.model import GEOM, ITEM_SPECS, build_mjcf
-from lekiwi_drift.sim.scene import SceneLayout, quat_yaw, sample_layout, yaw_quat
+from lekiwi_drift.sim.scene import SceneLayout, quat_yaw, scene_layout, yaw_quat
 
 mujoco = import_mujoco()
 
@@ -67,17 +67,18 @@ class SimWorld:
         self.basket_mocap = m.body_mocapid[m.body("basket").id]
         self._body_cmd = np.zeros(3)  # commanded base body velocity (vx, vy m/s; wz rad/s)
         self.applied = dict(HOME_ACTION)
-        self.layout: SceneLayout = sample_layout(cfg.seed)
+        self.layout: SceneLayout = scene_layout(cfg.seed, cfg.scene)
         self.item = cfg.item
-        self.reset(cfg.item, cfg.seed)
+        self.reset(cfg.item, cfg.seed, cfg.scene)
 
     # -- scene --------------------------------------------------------------------------------------
-    def reset(self, item: str, seed: int) -> None:
-        """A fresh scene: layout from the seed, arm at home, base still, then settle and zero the clock."""
+    def reset(self, item: str, seed: int, scene: int | None = None) -> None:
+        """A fresh scene: layout from the seed (or fixed scene `scene` with reset noise from the seed, see
+        scene.py), arm at home, base still, then settle and zero the clock."""
         if item not in ITEMS:
             raise ValueError(f"unknown item {item!r}; choose one of {', '.join(ITEMS)}")
         m, d = self.model, self.data
-        self.item, self.layout = item, sample_layout(int(seed))
+        self.item, self.layout = item, scene_layout(int(seed), scene)
         mujoco.mj_resetData(m, d)
         lay = self.layout
         d.qpos[self._base_qadr] = (lay.robot.x, lay.robot.y, lay.robot.yaw)

@@ -32,6 +32,9 @@ class TeleopOptions:
     clock: str = "realtime"  # in-process sim host: realtime or lockstep
     item: str = "salt_bottle"
     seed: int = 0
+    scene: int | None = None  # sim: fixed layout that the seeds jitter; None: every seed its own layout
+    expert_noise: float = 0.0  # sim, scripted: DART perturbation scale of the executed actions
+    only_successes: bool = False  # sim: keep only episodes that succeed (a failed one is re-tried on the next seed)
     size: str | None = "320x240"  # in-process sim camera size (None: the config's)
     record: str | None = None  # dataset directory
     task: str = "pick the salt bottle and put it in the basket"
@@ -106,7 +109,7 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
             from lekiwi_drift.sim.local import start_local_sim_host
 
             local = start_local_sim_host(cfg, item=opts.item, seed=opts.seed, clock=opts.clock, size=opts.size,
-                                         expert=True)
+                                         expert=True, scene=opts.scene)
             stack.callback(local.stop)
             cfg = local.config
         link, obs = _connect(cfg, local is not None)
@@ -114,6 +117,9 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
         is_sim = "_sim_time" in obs.extras
         lockstep = obs.extras.get("_clock") == "lockstep"
         kind = opts.teleop or ("scripted" if is_sim or opts.sim else "leader")
+        if opts.expert_noise and kind != "scripted":
+            raise TeleopError("--expert-noise perturbs the scripted sim expert only (it labels the states the "
+                              "noise leads to); drop it, or use --sim --teleop scripted")
         if kind == "scripted" and not is_sim:
             raise TeleopError("--teleop scripted needs a simulated robot (the expert reads privileged sim state); "
                               "use --sim, or --teleop leader on the real robot")
@@ -145,6 +151,7 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
 
         session_cfg = SessionConfig(
             fps=float(opts.fps), lockstep=lockstep, sim=is_sim, item=opts.item, seed=opts.seed,
+            scene=opts.scene, expert_noise=opts.expert_noise, only_successes=opts.only_successes,
             episodes=opts.episodes, episode_time_s=opts.episode_time_s, reset_time_s=opts.reset_time_s,
             max_time_s=opts.max_time_s,
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from lekiwi_drift.link.client import LinkTimeout
 from lekiwi_drift.link.wire import Observation
 from lekiwi_drift.teleop import keyboard as kb
+from lekiwi_drift.teleop.noise import ActionNoise, NoiseConfig
 from lekiwi_drift.teleop.sources import SourceError, action_vector, clamp_action, stop_base_action
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ class SessionConfig:
     sim: bool = False  # the host is a sim: reset scenes between episodes, end on `_success`
     item: str = "salt_bottle"
     seed: int = 0  # scene seed of the dataset's episode 0 (episode e uses seed + e)
+    scene: int | None = None  # sim: the fixed layout the seeds jitter (sim/scene.py); None: seed = layout
+    expert_noise: float = 0.0  # sim, scripted expert: DART perturbation scale (teleop/noise.py); 0 = off
+    only_successes: bool = False  # sim: discard an episode that times out without success, try the next seed
+    max_failures_in_a_row: int = 5  # ... and give up after this many in a row (the episode time is too short?)
     episodes: int = 1
     episode_time_s: float = 60.0
     reset_time_s: float = 10.0
@@ -57,6 +62,7 @@ class Counters:
 class SessionResult:
     saved: list[int] = field(default_factory=list)  # frame counts of the episodes saved this session
     rerecorded: int = 0
+    failed: int = 0  # sim: episodes that ran out of time without success (discarded, next seed tried)
     stopped_by: str = "done"  # done | stop key | interrupt | max time
 
 
@@ -82,6 +88,8 @@ class TeleopSession:
         self._rate_mark = (time.monotonic(), 0, 0)  # (time, link.received, ticks) for the rates
         self._rates = (0.0, 0.0)  # observations/s, loop ticks/s
         self._label = ""
+        self._seed: int | None = None
+        self.noise: ActionNoise | None = None  # DART perturbation of the executed action (sim expert)
         self.counters = Counters()
         self.result = SessionResult()
 
@@ -104,7 +112,7 @@ class TeleopSession:
     # -- episodes ------------------------------------------------------------------------------------
     def _record_all(self) -> None:
         c = self.config
-        done = 0
+        done = in_a_row = 0
         while done < c.episodes:
             if c.sim:
                 self._reset_scene(self.recorder.num_episodes)
@@ -115,6 +123,19 @@ class TeleopSession:
             except StopSession:
                 self.recorder.discard_episode()  # an episode cut short by stop is not a demonstration
                 raise
+            if why == "time" and c.sim and c.only_successes:
+                # A sim episode that never succeeded is no demonstration of the task: drop it and go on
+                # with the next scene seed (the same seed would fail the same way).
+                self.recorder.discard_episode()
+                self.result.failed += 1
+                in_a_row += 1
+                self._say(f"{self._label}: no success in {c.episode_time_s:g} s (seed {self._seed}); "
+                          "discarded, trying the next seed")
+                if in_a_row >= c.max_failures_in_a_row:
+                    raise SourceError(f"{in_a_row} episodes in a row ended without success; is --episode-time "
+                                      f"({c.episode_time_s:g} s) long enough for the task?")
+                continue
+            in_a_row = 0
             if why == kb.RERECORD:
                 self.recorder.discard_episode()
                 self.result.rerecorded += 1
@@ -131,10 +152,13 @@ class TeleopSession:
                 self._phase(c.reset_time_s, record=False)
 
     def _reset_scene(self, episode_index: int) -> None:
-        seed = self.config.seed + episode_index
-        reply = self.link.request({"op": "reset", "item": self.config.item, "seed": seed})
+        c = self.config
+        seed = c.seed + episode_index + self.result.failed
+        reply = self.link.request({"op": "reset", "item": c.item, "seed": seed, "scene": c.scene})
         if not reply.get("ok", False):
             raise SourceError(f"the sim host refused a scene reset: {reply.get('error')}")
+        self._seed = seed
+        self.noise = ActionNoise(NoiseConfig(scale=c.expert_noise), seed) if c.expert_noise > 0 else None
         self._obs = self.link.latest()
         self._last_action = None
 
@@ -194,10 +218,13 @@ class TeleopSession:
                     self.counters.clamped += 1
         self._last_action = action
         if record:
+            # The label is the source's action; with DART noise the robot executes a perturbed one.
             self.recorder.add(obs.state, obs.images, action_vector(action))
             self.counters.frames += 1
             if not fresh:
                 self.counters.dropped += 1
+        if self.noise is not None:
+            action = clamp_action(self.noise.perturb(action, c.fps))
         if c.lockstep:
             try:
                 self._obs = self.link.step(action)

@@ -87,7 +87,7 @@ class RobotBackend:
             progress("starting the simulated LeKiwi")
             size = presets[self.protocol.policies[0]].sim_size  # the camera size the demos were recorded at
             self._local = start_local_sim_host(cfg, item=self.protocol.item, seed=self.scene_seed,
-                                               clock=self.sim_clock, size=size)
+                                               clock=self.sim_clock, size=size, scene=self._scene())
             cfg = self._local.config
         from lekiwi_drift.link.client import RobotLink
 
@@ -98,12 +98,20 @@ class RobotBackend:
         self.sim = self.sim_host or "_success" in first.extras
         from lekiwi_drift.control.loop import ControlLoop
         from lekiwi_drift.control.runtime import PolicyRuntime
+        from lekiwi_drift.control.sim_time import LatencyProfile
+
+        latency = None
+        if self.protocol.latency is not None:
+            if first.extras.get("_clock") != "lockstep":
+                raise RuntimeError(f"the protocol charges latency in sim time ({self.protocol.latency}); that needs "
+                                   "the lockstep sim (--sim --sim-clock lockstep)")
+            latency = LatencyProfile.parse(self.protocol.latency)
 
         for i, (name, preset) in enumerate(presets.items(), 1):
             progress(f"loading policy {i}/{len(presets)} (kept warm for the whole session)")
             runtime = PolicyRuntime.load(preset, cfg)
             self._runtimes[name] = runtime
-            self._loops[name] = ControlLoop(self._link, runtime, preset, cfg, run_dir=None)
+            self._loops[name] = ControlLoop(self._link, runtime, preset, cfg, run_dir=None, latency=latency)
         progress("ready")
 
     def runner(self, policy: str) -> EpisodeRunner:
@@ -116,8 +124,15 @@ class RobotBackend:
     def reset_scene(self, item: str, seed: int) -> str:
         if not self.sim:
             return f"reset the scene by hand: {item.replace('_', ' ')} in its place, basket empty, arm home"
-        reply = self._link.request({"op": "reset", "item": item, "seed": seed})
-        return f"sim scene reset: {reply.get('item', item)}, seed {reply.get('seed', seed)}"
+        reply = self._link.request({"op": "reset", "item": item, "seed": seed, "scene": self._scene()})
+        scene = reply.get("scene")
+        where = f"scene {scene}, jitter seed" if scene is not None else "layout seed"
+        return f"sim scene reset: {reply.get('item', item)}, {where} {reply.get('seed', seed)}"
+
+    def _scene(self) -> int | None:
+        """The fixed layout the reset seeds jitter (None: each seed is a layout of its own)."""
+        p = self.protocol
+        return None if p.vary_scene or not p.jitter else p.scene_seed
 
     def stop_robot(self) -> None:
         """Base velocities zero, arm held where it is now (the newest observed joint positions)."""

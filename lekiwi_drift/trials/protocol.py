@@ -38,8 +38,11 @@ class Protocol:
     seed: int | None = None  # order and blind-code seed; None: drawn once per session and recorded
     time_limit_s: float = 60.0  # a trial still running after this ends as a timeout
     reset_countdown_s: float = 3.0  # after the start key, time for the operator to step back
-    scene_seed: int = 0  # sim scene seed: the same scene for every trial ("10 trials from one scene")
-    vary_scene: bool = False  # True: trial i uses scene_seed + i instead
+    scene_seed: int = 0  # sim: the fixed layout every trial starts from ("10 trials from one scene")
+    jitter: bool = True  # sim: per-trial reset noise around that layout (sim/scene.py), like a person re-placing
+    jitter_seed: int = 0  # sim: block b's jitter seed is jitter_seed + b (every policy gets the same jitter)
+    vary_scene: bool = False  # True: trial i uses the whole new layout of seed scene_seed + i instead
+    latency: str | None = None  # sim: charge inference latency in sim time (control/sim_time.py); None: wall time
     failure_reasons: tuple[str, ...] = DEFAULT_REASONS
     blind: bool = False  # hide policy names behind codes (A, B, C) until the session is finished
     source: str = "<memory>"
@@ -60,7 +63,8 @@ class Protocol:
 _TYPES = {
     "name": str, "task": str, "item": str, "policies": list, "trials_per_policy": int, "order": str,
     "seed": (int, type(None)), "time_limit_s": float, "reset_countdown_s": float, "scene_seed": int,
-    "vary_scene": bool, "failure_reasons": list, "blind": bool,
+    "vary_scene": bool, "failure_reasons": list, "blind": bool, "jitter": bool, "jitter_seed": int,
+    "latency": (str, type(None)),
 }
 
 
@@ -123,6 +127,13 @@ def parse_protocol(data: Any, source: str = "<memory>", default_name: str = "pro
         raise ProtocolError(f"{source}: blind: at most 26 policies can get letter codes")
     if "timeout" not in p.failure_reasons:
         raise ProtocolError(f"{source}: failure_reasons: must include 'timeout' (the time limit's reason)")
+    if p.latency is not None:
+        from lekiwi_drift.control.sim_time import LatencyError, LatencyProfile
+
+        try:
+            LatencyProfile.parse(p.latency)
+        except LatencyError as exc:
+            raise ProtocolError(f"{source}: latency: {exc}") from None
     if not p.name.replace("_", "").replace("-", "").isalnum():
         raise ProtocolError(f"{source}: name: {p.name!r} may hold only letters, digits, '-' and '_'")
     return p

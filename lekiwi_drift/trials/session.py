@@ -193,7 +193,13 @@ class TrialSession:
         return policy if self.reveal else f"policy {self.codes[policy]}"
 
     def scene_seed(self, slot: Slot) -> int:
-        return self.protocol.scene_seed + (slot.index if self.protocol.vary_scene else 0)
+        """The seed of this trial's sim reset: with `jitter` (the default) the reset-noise seed on the fixed
+        scene, the same for every policy within a block (paired trials); with `vary_scene` the layout seed
+        scene_seed + trial; else the fixed scene's own seed (no noise)."""
+        p = self.protocol
+        if p.vary_scene:
+            return p.scene_seed + slot.index
+        return p.jitter_seed + slot.block if p.jitter else p.scene_seed
 
     # -- scoring ---------------------------------------------------------------------------------
     def record(self, slot: Slot, verdict: Verdict, *, result: Any = None, started_at: float | None = None,
