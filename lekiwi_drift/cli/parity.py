@@ -114,7 +114,7 @@ def _fmt(v: float) -> str:
 
 
 def _print_report(r) -> None:
-    from lekiwi_drift.control.parity import IMAGE_MEAN_TOL, STATE_TOL
+    from lekiwi_drift.control.parity_checks import IMAGE_MEAN_TOL, STATE_TOL
 
     print(f"\ninputs after preprocessing (deploy vs training; fail: image mean > {IMAGE_MEAN_TOL}, "
           f"state max > {STATE_TOL:g}):")

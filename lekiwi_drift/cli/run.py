@@ -43,6 +43,8 @@ def add_parser(sub) -> None:
     p.add_argument("--clock", choices=("lockstep", "realtime"), default="lockstep",
                    help="sim clock (default: lockstep: one command = one 1/30 s step, so a busy machine "
                         "slows the sim instead of the robot falling behind)")
+    p.add_argument("--video", action="store_true",
+                   help="save a GIF of each episode (three cameras, time, chunk boundaries) in the run directory")
     p.add_argument("--no-auto-success", action="store_true", help="sim: do not end an episode on `_success`")
     p.add_argument("--runs-dir", default="runs", help="where runs/<timestamp>/ goes (default: ./runs)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
@@ -148,7 +150,12 @@ def run(args) -> int:
     try:
         obs = link.connect()
         is_sim = "_success" in obs.extras
-        loop = ControlLoop(link, runtime, preset, cfg, run_dir=run_dir, latency=latency)
+        video = None
+        if args.video:
+            from lekiwi_drift.control.rollout_video import RolloutVideo
+
+            video = RolloutVideo(run_dir, hz=preset.control_hz)
+        loop = ControlLoop(link, runtime, preset, cfg, run_dir=run_dir, latency=latency, video=video)
         if latency is not None:
             print(f"inference latency charged in sim time: {latency.name}")
         print(f"joint limits from {loop.limits_source}; telemetry: {loop.telemetry.path}")
@@ -165,6 +172,10 @@ def run(args) -> int:
                 result = loop.run_episode(args.max_time, stop=stop, on_status=printer)
             printer.end()
             results.append(result)
+            if video is not None:
+                scene = f"_seed{args.seed + i}" if is_sim else ""
+                path = video.save(f"episode{i + 1:03d}{scene}_{result.outcome}", f"{preset.name}: {result.outcome}")
+                print(f"video: {path}")
             t = result.telemetry
             seed = f" seed {args.seed + i}" if is_sim else ""
             timing = (f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"
@@ -190,9 +201,14 @@ def run(args) -> int:
 def _write_summary(run_dir: Path, preset, runtime, args, results) -> None:
     if not results:
         return
-    n_ok = sum(r.outcome == "success" for r in results)
-    print(f"{preset.name}: {n_ok}/{len(results)} success" + (f" (auto-scored by the sim)" if any(
-        r.auto_success is not None for r in results) else ""))
+    scored = preset.end_on_success and all(r.auto_success is not None for r in results)
+    if scored:  # the sim's detector ended the successful episodes; anything else is no success
+        n_ok = sum(r.outcome == "success" for r in results)
+        print(f"{preset.name}: {n_ok}/{len(results)} success (auto-scored by the sim's success detector)")
+    else:
+        why = "--no-auto-success" if any(r.auto_success is not None for r in results) else "no success detector"
+        print(f"{preset.name}: {len(results)} episode(s), not scored ({why}); score real trials with "
+              "`lekiwi-drift trials`")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps({
         "preset": preset.name, "preset_file": preset.source, "checkpoint": str(runtime.checkpoint_dir),

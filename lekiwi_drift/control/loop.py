@@ -124,11 +124,12 @@ class _InferenceWorker:
 class ControlLoop:
     def __init__(self, link, runtime: PolicyRuntime, preset: Preset, robot_config: RobotConfig | None = None,
                  run_dir: str | Path | None = None, status_hz: float = 4.0,
-                 latency: LatencyProfile | None = None):
+                 latency: LatencyProfile | None = None, video=None):
         """`latency`: run episodes on the lockstep sim's clock with this inference-latency profile
         (control/sim_time.py); None: wall-clock ticks, the robot's way."""
         self.link = link
         self.latency = latency
+        self.video = video  # a RolloutVideo (control/rollout_video.py) or None
         self.runtime = runtime
         self.preset = preset
         self.period = 1.0 / preset.control_hz
@@ -238,6 +239,8 @@ class ControlLoop:
         obs: Observation | None = None
         try:
             obs = self._prime()
+            if self.video is not None:
+                self.video.start()
             if self.latency is not None:
                 if obs.extras.get("_clock") != "lockstep":
                     raise RuntimeError("latency charged in sim time needs the lockstep sim (--sim --clock lockstep)")
@@ -310,6 +313,8 @@ class ControlLoop:
                     last_info = result.info
                     have_chunk = True
                     stall_since_replan = stale_since_replan = 0
+            if self.video is not None:
+                self.video.add(obs, elapsed, new_chunk=landed is not None)
             # -- stale observation: stop the base, hold the arm, do not infer on it ---------------------
             if age * 1e3 > preset.safety.max_obs_age_ms:
                 stale_since = stale_since if stale_since is not None else now

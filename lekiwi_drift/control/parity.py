@@ -10,7 +10,8 @@ Each selected dataset frame goes through both input paths and the preprocessed t
 
 The robot cameras are the dataset's cameras, so a preset whose `cameras:` mapping is wrong shows up as
 a deploy image that matches the training image of another key. No printing here: `compare` returns a
-`ParityReport` (dataclasses) and the CLI (cli/parity.py) renders it.
+`ParityReport` (dataclasses) and the CLI (cli/parity.py) renders it. Thresholds and cause detection:
+parity_checks.py.
 """
 
 from __future__ import annotations
@@ -21,28 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lekiwi_drift.control.parity_checks import (ACTION_KEY, IMAGE_PREFIX, STATE_KEY, Finding, NormParity, as_nchw,
+                                                checkpoint_stats, diagnose_image, image_candidates, image_fix,
+                                                norm_checks, size_warnings, state_finding, token_finding)
 from lekiwi_drift.robots.features import STATE_KEYS
-
-IMAGE_PREFIX = "observation.images."
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
-
-# Thresholds. Images are compared in the policy's input units; SmolVLA leaves images unnormalised
-# (VISUAL: IDENTITY), so these are [0, 1] pixel units. The wire's JPEG (q90) alone costs ~0.005-0.01 mean
-# and up to ~0.2-0.3 on sharp edges; another camera's picture or reversed colour differs by ~0.1 mean or
-# more. The mean decides (a max is one pixel; JPEG ringing alone can reach a third of the range).
-IMAGE_MEAN_TOL = 0.03
-# A deploy image "matches" another training image when it is this close to it and at most half as far
-# from it as from its own key's training image.
-MATCH_RATIO = 0.5
-# The state crosses the wire as JSON floats, which round-trips float32 exactly: anything above float
-# noise (normalised units) is a real difference.
-STATE_TOL = 1e-3
-# Normaliser stats, checkpoint vs this dataset, in checkpoint std units. A short or held-out recording
-# legitimately shifts means by a std or two and narrows stds; 10x is a unit or scale error (rad vs deg,
-# m/s vs mm/s). Between the two: a warning, no failure.
-NORM_WARN = 3.0
-NORM_FLAG = 10.0
 
 
 class ParityError(RuntimeError):
@@ -50,17 +33,10 @@ class ParityError(RuntimeError):
 
 
 @dataclass
-class Finding:
-    what: str  # the input that disagrees, e.g. "observation.images.wrist"
-    cause: str  # the likely cause, in words
-    fix: str  # what to change
-
-
-@dataclass
 class ImageParity:
     key: str  # policy image key
     robot_camera: str  # the robot camera the preset feeds into it
-    max_abs: float  # over all frames and pixels, after preprocessing
+    max_abs: float  # over all frames and pixels, after preprocessing (nan when the sizes differ)
     mean_abs: float  # mean over frames of the per-frame mean
     train_shape: tuple[int, int]  # (H, W)
     deploy_shape: tuple[int, int]
@@ -78,20 +54,11 @@ class StateParity:
 
 
 @dataclass
-class NormParity:
-    key: str  # observation.state or action
-    max_mean_shift: float  # max over dims of |mean_ds - mean_ckpt| / std_ckpt
-    max_std_ratio: float  # max over dims of std_ds / std_ckpt
-    worst_dim: str
-    level: str = "ok"  # ok | warn | flag
-
-
-@dataclass
 class ActionError:
     names: list[str]  # STATE_KEYS order
-    nmse: list[float]  # per dimension: mean squared error / scale^2 over compared steps
+    nmse: list[float]  # per dimension: mean squared error / scale^2 over the compared steps
     scale: list[float]  # the per-dimension scale used (the dataset's action std)
-    scale_from_checkpoint: list[str]  # dims where the dataset barely moves, scaled by the checkpoint's std
+    scale_from_checkpoint: list[str]  # dims this dataset barely moves: scaled by the checkpoint's std
     frames: int
     steps: int  # chunk steps compared per dimension (steps past an episode's end are masked out)
     chunk: int
@@ -110,9 +77,9 @@ class ParityReport:
     tokens_equal: bool
     train_tasks: list[str]
     deploy_task: str
-    norms: list[NormParity]
-    action: ActionError | None
-    findings: list[Finding] = field(default_factory=list)  # each makes the check fail
+    norms: list[NormParity] = field(default_factory=list)
+    action: ActionError | None = None
+    findings: list[Finding] = field(default_factory=list)  # each one fails the check
     warnings: list[str] = field(default_factory=list)  # worth a look, not a failure
 
     @property
@@ -188,77 +155,6 @@ def deploy_observation(item: dict, names: list[str] | None):
     return decode_observation(encode_observation(state, jpegs), expected_cameras=cams)
 
 
-# -- comparison helpers ----------------------------------------------------------------------------
-def _as_nchw(t):
-    import torch
-
-    t = torch.as_tensor(t).detach().float().cpu()
-    return t if t.ndim == 4 else t.unsqueeze(0)
-
-
-def mean_abs(a, b) -> float:
-    """Mean |a - b| of two image tensors ((N)CHW); `a` is resized to `b`'s size when they differ."""
-    import torch.nn.functional as F
-
-    a, b = _as_nchw(a), _as_nchw(b)
-    if a.shape[-2:] != b.shape[-2:]:
-        a = F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
-    return float((a - b).abs().mean())
-
-
-def image_candidates(deploy, train: dict) -> dict[str, float]:
-    """Mean |diff| of one deploy image against every training image, as is and with the channels
-    reversed (RGB/BGR): the explanation of a mismatch is the candidate it is closest to."""
-    out = {}
-    for key, img in train.items():
-        out[key] = mean_abs(deploy, img)
-        out[f"{key} (BGR)"] = mean_abs(deploy, _as_nchw(img).flip(1))
-    return out
-
-
-def diagnose_image(key: str, own: float, candidates: dict[str, float], train_shape, deploy_shape) -> str | None:
-    """The likely cause of a deploy image `key` that differs from its training image, or None."""
-    if tuple(train_shape) != tuple(deploy_shape):
-        return (f"image size: the deploy image is {deploy_shape[1]}x{deploy_shape[0]}, training saw "
-                f"{train_shape[1]}x{train_shape[0]}")
-    if own <= IMAGE_MEAN_TOL:
-        return None
-    best = min(candidates, key=candidates.get)
-    if candidates[best] <= IMAGE_MEAN_TOL and candidates[best] <= MATCH_RATIO * own and best != key:
-        if best == f"{key} (BGR)":
-            return "colour order: the deploy image is the training image with its channels reversed (RGB vs BGR)"
-        other = best.removesuffix(" (BGR)")
-        bgr = " with its channels reversed" if best.endswith("(BGR)") else ""
-        return f"camera keys swapped: the deploy image for {key} is the training image of {other}{bgr}"
-    return (f"unexplained: mean difference {own:.3f} matches no other camera or colour order (exposure, "
-            "white balance, a different lens or crop, or the frames are not the same?)")
-
-
-def _normaliser(pre):
-    for step in getattr(pre, "steps", []):
-        if type(step).__name__ == "NormalizerProcessorStep":
-            return step
-    return None
-
-
-def norm_parity(ckpt_stats: dict, ds_stats: dict, key: str, names: Sequence[str]) -> NormParity | None:
-    """Checkpoint vs dataset normaliser stats for one vector feature, in checkpoint std units."""
-    if key not in ckpt_stats or key not in ds_stats:
-        return None
-    m_ck = np.asarray(ckpt_stats[key]["mean"], np.float64).ravel()
-    s_ck = np.maximum(np.asarray(ckpt_stats[key]["std"], np.float64).ravel(), 1e-6)
-    m_ds = np.asarray(ds_stats[key]["mean"], np.float64).ravel()
-    s_ds = np.asarray(ds_stats[key]["std"], np.float64).ravel()
-    if m_ck.shape != m_ds.shape:
-        return NormParity(key, float("inf"), float("inf"), f"{len(m_ck)} vs {len(m_ds)} dims", "flag")
-    shift, ratio = np.abs(m_ds - m_ck) / s_ck, s_ds / s_ck
-    worst = int(np.argmax(np.maximum(shift, ratio)))
-    bad = float(max(shift.max(), ratio.max()))
-    level = "flag" if bad > NORM_FLAG else "warn" if bad > NORM_WARN else "ok"
-    name = names[worst] if worst < len(names) else str(worst)
-    return NormParity(key, float(shift.max()), float(ratio.max()), name, level)
-
-
 def _by_name(values: np.ndarray, names: list[str] | None) -> np.ndarray:
     """Columns of a dataset vector reordered into STATE_KEYS order (by name)."""
     if not names:
@@ -283,8 +179,7 @@ def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = T
     chunk = runtime.chunk_size
 
     img_max = dict.fromkeys(policy_keys, 0.0)
-    img_mean = dict.fromkeys(policy_keys, 0.0)
-    cand_sum: dict[str, dict[str, float]] = {k: {} for k in policy_keys}
+    cand_sum: dict[str, dict[str, float]] = {k: {} for k in policy_keys}  # deploy key -> candidate -> sum
     shapes: dict[str, tuple] = {}
     st_max = st_sum = 0.0
     tokens_equal, tasks = True, []
@@ -301,19 +196,16 @@ def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = T
         if missing:
             raise ParityError(f"the checkpoint's image key(s) {missing} are not cameras of this dataset "
                               f"({ds.meta.camera_keys}); it was recorded with other camera names")
-        train_imgs = {k: _as_nchw(train[k]) for k in policy_keys}
+        train_imgs = {k: as_nchw(train[k]) for k in policy_keys}
         for key in policy_keys:
-            d = _as_nchw(deploy[key])
-            t = train_imgs[key]
+            d, t = as_nchw(deploy[key]), train_imgs[key]
             shapes[key] = (tuple(t.shape[-2:]), tuple(d.shape[-2:]))
             if d.shape == t.shape:
                 img_max[key] = max(img_max[key], float((d - t).abs().max()))
-            own = mean_abs(d, t)
-            img_mean[key] += own
-            for cand, v in image_candidates(d, train_imgs).items():
+            for cand, v in image_candidates(d, train_imgs).items():  # includes the key itself
                 cand_sum[key][cand] = cand_sum[key].get(cand, 0.0) + v
-        ds_state = _as_state(train[STATE_KEY]) - _as_state(deploy[STATE_KEY])
-        st_max, st_sum = max(st_max, float(np.abs(ds_state).max())), st_sum + float(np.abs(ds_state).mean())
+        st = np.abs(_flat(train[STATE_KEY]) - _flat(deploy[STATE_KEY]))
+        st_max, st_sum = max(st_max, float(st.max())), st_sum + float(st.mean())
         for k in train:
             if k.startswith("observation.language") and k in deploy:
                 a, b = train[k].cpu(), deploy[k].cpu()
@@ -324,104 +216,36 @@ def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = T
             on_frame(n + 1, len(frames))
 
     nf = len(frames)
-    report = ParityReport(frames=list(frames), images=[], state=StateParity(st_max, st_sum / nf, names),
-                          tokens_equal=tokens_equal, train_tasks=sorted(set(tasks)), deploy_task=runtime.preset.task,
-                          norms=[], action=None)
+    report = ParityReport(list(frames), [], StateParity(st_max, st_sum / nf, names), tokens_equal,
+                          sorted(set(tasks)), runtime.preset.task)
     for key in policy_keys:
         t_shape, d_shape = shapes[key]
         cands = {c: v / nf for c, v in cand_sum[key].items()}
         best = min(cands, key=cands.get)
-        own = img_mean[key] / nf
-        img = ImageParity(key, key_to_cam[key], img_max[key] if t_shape == d_shape else float("nan"), own,
+        img = ImageParity(key, key_to_cam[key], img_max[key] if t_shape == d_shape else float("nan"), cands[key],
                           t_shape, d_shape, best, cands[best])
-        cause = diagnose_image(key, own, cands, t_shape, d_shape)
+        cause = diagnose_image(key, cands[key], cands, t_shape, d_shape)
         if cause is not None:
             img.ok = False
-            report.findings.append(Finding(key, cause, _image_fix(cause, key, key_to_cam[key], best)))
+            report.findings.append(Finding(key, cause, image_fix(cause, key, key_to_cam[key], best)))
         report.images.append(img)
-    _check_state(report, names, st_max)
-    _check_tokens(report)
-    _check_norms(report, runtime, ds, names, action_names)
-    _check_checkpoint_shapes(report, runtime)
+    if (f := state_finding(names, st_max)) is not None:
+        report.state.ok = False
+        report.findings.append(f)
+    if not tokens_equal:
+        report.findings.append(token_finding(report.train_tasks, report.deploy_task))
+    report.norms, found, warned = norm_checks(checkpoint_stats(runtime.pre), ds.meta.stats,
+                                              {STATE_KEY: names, ACTION_KEY: action_names})
+    report.findings += found
+    report.warnings += warned + size_warnings(getattr(runtime.policy.config, "input_features", {}) or {},
+                                              {k: s[0] for k, s in shapes.items()})
     if actions:
         report.action = _action_error(runtime, ds, sq_err, counts, nf, chunk, seed)
     return report
 
 
-def _as_state(t) -> np.ndarray:
+def _flat(t) -> np.ndarray:
     return t.detach().float().cpu().numpy().reshape(-1)
-
-
-def _image_fix(cause: str, key: str, cam: str, best: str) -> str:
-    short = key.removeprefix(IMAGE_PREFIX)
-    if cause.startswith("camera keys swapped"):
-        other = best.removesuffix(" (BGR)").removeprefix(IMAGE_PREFIX)
-        return (f"in the preset's `cameras:`, {short} is fed by robot camera {cam!r}; the checkpoint learned "
-                f"{short} from the camera it now gets as {other}: map the right robot camera to {short}")
-    if cause.startswith("colour order"):
-        return ("the deploy image reaches the policy in the other channel order: convert BGR->RGB where the "
-                "camera frames are read (the wire keeps the array as it is given)")
-    if cause.startswith("image size"):
-        return "set the robot camera's width/height to the size the dataset was recorded at"
-    return "compare a saved deploy frame with a training frame of this camera by eye"
-
-
-def _check_state(report: ParityReport, names: list[str] | None, st_max: float) -> None:
-    report.state.ok = st_max <= STATE_TOL
-    if report.state.ok:
-        return
-    if names and names != list(STATE_KEYS):
-        cause = (f"state order: the dataset stores observation.state as {names}, the robot sends "
-                 f"{list(STATE_KEYS)} (features.STATE_KEYS)")
-        fix = "re-record (or rewrite) the dataset in STATE_KEYS order and retrain, or reorder on the robot side"
-    else:
-        cause = f"state values differ by up to {st_max:.3g} (normalised units) with the same names and order"
-        fix = "check units and calibration of the state the robot reports against the recording"
-    report.findings.append(Finding(STATE_KEY, cause, fix))
-
-
-def _check_tokens(report: ParityReport) -> None:
-    if report.tokens_equal:
-        return
-    report.findings.append(Finding(
-        "observation.language.tokens",
-        f"task string: training saw {report.train_tasks}, the preset sends {report.deploy_task!r}",
-        "set `task:` in the preset to the task the policy was trained with"))
-
-
-def _check_norms(report: ParityReport, runtime, ds, names, action_names) -> None:
-    norm = _normaliser(runtime.pre)
-    stats = getattr(norm, "stats", None) or {}
-    if not stats:
-        report.findings.append(Finding("normaliser", "the checkpoint's preprocessor carries no normalisation stats",
-                                       "use a checkpoint saved by LeRobot's trainer (policy_preprocessor_*)"))
-        return
-    for key, nm in ((STATE_KEY, names), (ACTION_KEY, action_names)):
-        res = norm_parity(stats, ds.meta.stats or {}, key, nm or STATE_KEYS)
-        if res is None:
-            continue
-        report.norms.append(res)
-        text = (f"normalisation: {key} stats of the checkpoint and this dataset differ (mean shift up to "
-                f"{res.max_mean_shift:.1f} checkpoint std, std ratio up to {res.max_std_ratio:.1f}, worst "
-                f"{res.worst_dim})")
-        if res.level == "flag":
-            report.findings.append(Finding(key, text + "; units or scale differ",
-                                           "record and train in the same units (degrees, m/s, deg/s), or "
-                                           "retrain on data like the robot's"))
-        elif res.level == "warn":
-            report.warnings.append(text + "; expected for a short or held-out dataset, suspicious if it is "
-                                          "the training set")
-
-
-def _check_checkpoint_shapes(report: ParityReport, runtime) -> None:
-    feats = getattr(runtime.policy.config, "input_features", {}) or {}
-    for img in report.images:
-        feat = feats.get(img.key)
-        shape = tuple(getattr(feat, "shape", ()) or ())
-        if len(shape) == 3 and tuple(shape[1:]) != tuple(img.train_shape):
-            report.warnings.append(
-                f"image size: {img.key} is {img.train_shape[1]}x{img.train_shape[0]} in this dataset, the "
-                f"checkpoint was trained at {shape[2]}x{shape[1]}; set the robot camera to the training size")
 
 
 def _accumulate_action_error(runtime, obs, idx, ep_col, all_actions, chunk, seed, sq_err, counts) -> None:
@@ -439,8 +263,7 @@ def _accumulate_action_error(runtime, obs, idx, ep_col, all_actions, chunk, seed
 
 
 def _action_error(runtime, ds, sq_err, counts, nf, chunk, seed) -> ActionError:
-    norm = _normaliser(runtime.pre)
-    ck = (getattr(norm, "stats", None) or {}).get(ACTION_KEY, {})
+    ck = checkpoint_stats(runtime.pre).get(ACTION_KEY, {})
     ds_std = _by_name(np.asarray(ds.meta.stats[ACTION_KEY]["std"], np.float64).ravel(),
                       ds.features.get(ACTION_KEY, {}).get("names"))
     ck_std = np.asarray(ck["std"], np.float64).ravel() if "std" in ck else np.ones_like(ds_std)

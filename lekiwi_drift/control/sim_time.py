@@ -104,6 +104,7 @@ class SimTimeEpisode:
             if now >= self.max_time_s - 1e-9:
                 return "timeout", None, obs
             tel.tick(0.0, None, 0.0)  # sim time: no lateness or rate to measure (both exact by construction)
+            chunks_before = c.chunks
             if pending is not None and now >= pending.t_ready - 1e-9:
                 installed = sched.install(pending, now)
                 tel.chunk(pending, installed, stall_since_replan, 0, 0.0, preset.mode, startup=not have_chunk)
@@ -121,6 +122,8 @@ class SimTimeEpisode:
                     installed = sched.install(pending, now)
                     tel.chunk(pending, installed, stall_since_replan, 0, 0.0, preset.mode, startup=not have_chunk)
                     last_info, have_chunk, stall_since_replan, pending = pending.info, True, 0, None
+            if loop.video is not None:
+                loop.video.add(obs, now, new_chunk=c.chunks > chunks_before)
             action, _ = sched.pop(now)
             if action is None:
                 command = safety.keep()

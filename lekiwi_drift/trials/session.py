@@ -62,11 +62,12 @@ class Verdict:
 def auto_verdict(result: Any, sim: bool, unattended: bool) -> Verdict | None:
     """Score an episode from how the control loop ended, or None when a person must decide.
 
-    The sim's success detector decides success; the time limit decides timeout. An e-stop, an error or
-    stale observations need a person's judgement (collision? infrastructure fault?); unattended runs
-    count them as failures, reason 'other', so a fault never flatters a policy."""
+    How the episode ended is looked at first: an e-stop, an error, stale observations or a stop need a
+    person's judgement (collision? infrastructure fault?), whatever the sim's detector said at that
+    moment; unattended runs count them as failures, reason 'other', so a fault never flatters a policy.
+    Otherwise the sim's success detector decides success and the time limit decides timeout."""
     outcome = getattr(result, "outcome", "error")
-    if outcome == "success" or (sim and getattr(result, "auto_success", None)):
+    if outcome == "success" or (outcome == "timeout" and sim and getattr(result, "auto_success", None)):
         return Verdict("success")
     if outcome == "timeout":
         return Verdict("timeout", "timeout")
