@@ -27,7 +27,7 @@ BASE = ("x.vel", "y.vel", "theta.vel")
 def test_shipped_presets_load():
     for name in ("drift", "drift1", "fm10", "fm1"):
         p = load_preset(name)
-        assert p.name == name and p.control_hz == 30.0 and p.checkpoint.endswith("_tiny")
+        assert p.name == name and p.control_hz == 30.0 and p.checkpoint.endswith("_small")
     d, f = load_preset("drift"), load_preset("fm10")
     assert (d.sampler, d.keystone_samples, d.keystone_clusters, d.keystone_tau) == ("drift", 8, 4, 0.3)
     assert (f.sampler, f.flow_steps, f.keystone) == ("flow", 10, False)

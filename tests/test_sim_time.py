@@ -203,3 +203,30 @@ def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
             b.terminate()
     assert quiet == loaded
     assert quiet[2]["ticks"] == 45 and quiet[2]["dropped_actions"] > 0  # latency was charged, in sim ticks
+
+
+def test_rollout_video_marks_time_and_chunk_boundaries(tmp_path):
+    from PIL import Image, ImageSequence
+
+    from lekiwi_drift.control.rollout_video import BAR_PX, RolloutVideo
+
+    class CameraLink(LockstepLink):
+        def _obs(self):
+            obs = super()._obs()
+            # A different picture every tick (GIF writers merge identical consecutive frames).
+            obs.images = {c: np.full((24, 32, 3), 3 * self.tick % 200, np.uint8) for c in ("front", "wrist", "top")}
+            return obs
+
+    link, runtime = CameraLink(), SlotRuntime()
+    p = Preset(name="t", checkpoint="unused", mode="async")
+    loop = ControlLoop(link, runtime, p, latency=LatencyProfile.parse("100"),
+                       video=RolloutVideo(tmp_path, every=1))
+    result = loop.run_episode(max_time_s=1.0)
+    loop.close()
+    path = result.telemetry["video"]
+    assert path.endswith("episode001_seed7_timeout.gif")
+    frames = [f.convert("RGB") for f in ImageSequence.Iterator(Image.open(path))]
+    assert len(frames) >= 30 and frames[0].size == (96, 24 + 14)  # three cameras side by side + a time strip
+    red = [i for i, f in enumerate(frames[:30]) if f.getpixel((10, 14 + BAR_PX // 2))[0] > 200]
+    assert red and red[0] == 3  # the first chunk landed after its 3 ticks of latency
+    assert len(red) == result.telemetry["chunks"]  # one bar per chunk that took over

@@ -74,7 +74,7 @@ def tiny_project(tmp_path_factory, tiny_vlm_dir):
     (root / "trials").mkdir()
     protocol = {"task": "pick up the salt bottle and place it in the basket", "item": "salt_bottle",
                 "policies": list(PRESETS), "trials_per_policy": 1, "seed": 2, "time_limit_s": 1.5,
-                "reset_countdown_s": 0, "scene_seed": 3}
+                "reset_countdown_s": 0, "scene_seed": 3, "jitter_seed": 7}
     (root / "trials" / "tiny_salt.yaml").write_text(yaml.safe_dump(protocol))
     return root
 
@@ -111,7 +111,8 @@ def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
         else:
             assert (r["outcome"], r["reason"], r["loop_outcome"], r["auto_success"]) == (
                 "timeout", "timeout", "timeout", 0)
-        assert r["scored_by"] == "auto" and r["scene_seed"] == 3 and r["order_seed"] == 2
+        # scene_seed holds the trial's reset seed: the jitter seed of block 0 on the protocol's scene 3
+        assert r["scored_by"] == "auto" and r["scene_seed"] == 7 and r["order_seed"] == 2
         assert len(r["checkpoint_hash"]) >= 8
         telemetry = json.loads(r["telemetry"])
         assert telemetry["chunks"] >= 1 and telemetry["duration_s"] > 0

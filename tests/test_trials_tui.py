@@ -258,7 +258,8 @@ async def test_sim_auto_scoring_and_unattended_auto(tmp_path):
     app = TrialsApp(session, backend, auto=True)
     async with app.run_test(size=(120, 45)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ScoreboardScreen), timeout_s=20)
-    assert backend.resets == [("salt_bottle", 4)] * 4  # same scene for every trial
+    # One scene (scene_seed 4) with reset noise: block b's jitter seed is b, the same for both policies.
+    assert backend.resets == [("salt_bottle", 0)] * 2 + [("salt_bottle", 1)] * 2
     outcomes = {(r.policy, r.outcome, r.reason, r.scored_by) for r in session.rows}
     assert outcomes == {("drift", "success", None, "auto"), ("fm1", "timeout", "timeout", "auto")}
     assert len(session.rows) == 4 and session.finished

@@ -172,10 +172,8 @@ def run(args) -> int:
                 result = loop.run_episode(args.max_time, stop=stop, on_status=printer)
             printer.end()
             results.append(result)
-            if video is not None:
-                scene = f"_seed{args.seed + i}" if is_sim else ""
-                path = video.save(f"episode{i + 1:03d}{scene}_{result.outcome}", f"{preset.name}: {result.outcome}")
-                print(f"video: {path}")
+            if result.telemetry.get("video"):
+                print(f"video: {result.telemetry['video']}")
             t = result.telemetry
             seed = f" seed {args.seed + i}" if is_sim else ""
             timing = (f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"

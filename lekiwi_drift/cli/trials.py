@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
                    help="new session, sim: charge inference latency in sim time (measured | paper-laptop | paper-gpu | "
                         "<ms>); implies --sim-clock lockstep; recorded in the session's protocol")
     p.add_argument("--trials-per-policy", type=int, metavar="N", help="new session: override the protocol's count")
+    p.add_argument("--video", action="store_true",
+                   help="save a rollout GIF of every trial in SESSION-videos/<policy>/ next to the session database")
     p.add_argument("--auto", action="store_true",
                    help="unattended: start every trial and score it from the sim's success detector / time limit")
     p.add_argument("--headless", action="store_true", help="with --auto: no terminal UI; exit when the session is done")
@@ -151,8 +153,9 @@ def run_tui(args) -> int:
         from lekiwi_drift.trials.backend import RobotBackend
 
         clock = "lockstep" if session.protocol.latency is not None else args.sim_clock
+        video_dir = session.store.path.with_name(f"{session.session_id}-videos") if args.video else None
         backend = RobotBackend(load_config(args.config), session.protocol, sim_host=args.sim,
-                               sim_clock=clock, scene_seed=session.protocol.scene_seed)
+                               sim_clock=clock, scene_seed=session.protocol.scene_seed, video_dir=video_dir)
         app = TrialsApp(session, backend, auto=args.auto, first_paint_exit=args.first_paint_exit,
                         exit_when_done=args.headless)
         log_path = None if args.headless else session.store.path.with_suffix(".log")

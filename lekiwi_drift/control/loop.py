@@ -261,6 +261,11 @@ class ControlLoop:
         auto = bool(success) if success is not None else None
         summary = tel.summary()
         summary["safety_events"] = dict(self.safety.events)
+        if self.video is not None:  # the rollout GIF, named so a folder listing reads like a results table
+            seed = obs.extras.get("_seed") if obs is not None else None
+            name = f"episode{episode:03d}{'' if seed is None else f'_seed{seed}'}_{outcome}"
+            path = self.video.save(name, f"{self.preset.name}: {outcome}")
+            summary["video"] = None if path is None else str(path)
         result = EpisodeResult(outcome, time.monotonic() - t_start, auto, error, summary, episode, interrupted)
         tel.write({"kind": "episode", "episode": episode, "outcome": outcome, "duration_s": result.duration_s,
                    "auto_success": auto, "error": error, "preset": self.preset.name,
@@ -308,8 +313,10 @@ class ControlLoop:
                     result.index = chunk_index
                     chunk_index += 1
                     installed = sched.install(result, now)
+                    offset = getattr(getattr(self.link, "stats", None), "clock_offset_s", None)
                     tel.chunk(result, installed, stall_since_replan, stale_since_replan,
-                              (result.t_start - result.t_obs) * 1e3, preset.mode, startup=not have_chunk)
+                              (result.t_start - result.t_obs) * 1e3, preset.mode, startup=not have_chunk,
+                              host_clock_offset_s=offset)
                     last_info = result.info
                     have_chunk = True
                     stall_since_replan = stale_since_replan = 0

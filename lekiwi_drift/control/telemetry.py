@@ -93,7 +93,9 @@ class Telemetry:
 
     # -- per chunk -------------------------------------------------------------------------------------
     def chunk(self, chunk, installed, stall_ticks: int, stale_actions: int, obs_age_ms: float, mode: str,
-              startup: bool) -> None:
+              startup: bool, host_clock_offset_s: float | None = None) -> None:
+        """`host_clock_offset_s`: the link's estimate of how far the robot's clock runs ahead of ours
+        (link/clock.py); every observation age above is corrected by it."""
         c, info = self.c, chunk.info
         c.chunks += 1
         self.last_infer_ms = info.get("infer_ms", float("nan"))
@@ -118,7 +120,7 @@ class Telemetry:
             "guard": info.get("guard"), "keystone_index": info.get("index"),
             "dropped": installed.dropped, "usable": installed.usable, "replaced": installed.replaced,
             "stall_ticks": stall_ticks, "stale_actions": stale_actions, "startup": startup,
-            "hz": self.hz(),
+            "hz": self.hz(), "host_clock_offset_s": host_clock_offset_s,
         })
 
     # -- summaries -------------------------------------------------------------------------------------

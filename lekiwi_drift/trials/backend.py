@@ -61,12 +61,14 @@ class RobotBackend:
     process (`--sim`); otherwise connect to the host in the robot config."""
 
     def __init__(self, robot_config: RobotConfig, protocol: TrialProtocol, sim_host: bool = False,
-                 sim_clock: str = "realtime", scene_seed: int = 0):
+                 sim_clock: str = "realtime", scene_seed: int = 0, video_dir=None):
+        """`video_dir`: save a rollout GIF of every trial under video_dir/<policy>/ (control/rollout_video.py)."""
         self.robot_config = robot_config
         self.protocol = protocol
         self.sim_host = sim_host
         self.sim_clock = sim_clock
         self.scene_seed = scene_seed
+        self.video_dir = video_dir
         self.sim = sim_host
         self._local = None
         self._link = None
@@ -111,7 +113,15 @@ class RobotBackend:
             progress(f"loading policy {i}/{len(presets)} (kept warm for the whole session)")
             runtime = PolicyRuntime.load(preset, cfg)
             self._runtimes[name] = runtime
-            self._loops[name] = ControlLoop(self._link, runtime, preset, cfg, run_dir=None, latency=latency)
+            video = None
+            if self.video_dir is not None:
+                from pathlib import Path
+
+                from lekiwi_drift.control.rollout_video import RolloutVideo
+
+                video = RolloutVideo(Path(self.video_dir) / name.replace("/", "_"), hz=preset.control_hz)
+            self._loops[name] = ControlLoop(self._link, runtime, preset, cfg, run_dir=None, latency=latency,
+                                            video=video)
         progress("ready")
 
     def runner(self, policy: str) -> EpisodeRunner:

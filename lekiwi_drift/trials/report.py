@@ -71,7 +71,7 @@ def text_report(session: TrialSession) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(session: TrialSession) -> str:
+def markdown_report(session: TrialSession, folder: Path | None = None) -> str:
     lines = [f"# Trials: {session.protocol.name}", "", header_line(session), "",
              f"Task: \"{session.protocol.task}\"", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
@@ -80,7 +80,29 @@ def markdown_report(session: TrialSession) -> str:
     if comps:
         lines += ["", "Pairwise Fisher exact test (two-sided):", ""]
         lines += [f"- {c.a} vs {c.b}: p = {c.p:.4g}" for c in comps]
+    lines += _trial_lines(session, folder)
     return "\n".join(lines) + "\n"
+
+
+def _trial_lines(session: TrialSession, folder: Path | None) -> list[str]:
+    """Every counted trial in order, with its reset seed and, where one was saved, its rollout video
+    (linked relative to the report folder)."""
+    import os
+
+    rows = [r for r in session.rows if r.live]
+    if not rows:
+        return []
+    lines = ["", "Trials (reset seed = the scene's jitter seed in the sim):", "",
+             "| # | policy | reset seed | outcome | reason | video |", "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r.slot):
+        video = (r.telemetry or {}).get("video")
+        link = ""
+        if video:
+            rel = os.path.relpath(video, folder) if folder is not None else video
+            link = f"[gif]({rel})"
+        policy = r.policy if session.reveal else f"policy {session.codes[r.policy]}"
+        lines.append(f"| {r.slot + 1} | {policy} | {r.scene_seed} | {r.outcome} | {r.reason or ''} | {link} |")
+    return lines
 
 
 TRIAL_FIELDS = ["id", "slot", "block", "policy", "code", "checkpoint_hash", "checkpoint", "protocol", "order_seed",
@@ -127,6 +149,6 @@ def export(session: TrialSession, folder: Path | None = None) -> ReportFiles:
                         folder / "success.png")
     write_trials_csv(session, files.trials_csv)
     write_summary_csv(session, files.summary_csv)
-    files.markdown.write_text(markdown_report(session))
+    files.markdown.write_text(markdown_report(session, folder))
     write_chart(session, files.chart)
     return files
