@@ -67,11 +67,36 @@ def test_async_drops_actions_whose_time_passed():
     s = ActionSchedule(HZ, n_action_steps=10, mode="async", margin_ticks=1)
     landed = s.install(chunk_of(10, t_obs=100.0), now=100.0 + 3.2 / HZ)  # 3.2 ticks of latency
     assert (landed.dropped, landed.usable) == (3, 7)
-    action, stale = s.pop(100.0 + 3.2 / HZ)
-    assert action[0] == 3.0 and stale == 0  # the action due now, never an older one
+    p = s.pop(100.0 + 3.2 / HZ)
+    assert p.action[0] == 3.0 and not p.late and p.skipped == 0  # the action due now, never an older one
     # An overrun tick skips to the action due at that time instead of replaying the missed one.
-    action, stale = s.pop(100.0 + 6.0 / HZ)
-    assert action[0] == 6.0 and stale == 0
+    p = s.pop(100.0 + 6.0 / HZ)
+    assert p.action[0] == 6.0 and not p.late and p.skipped == 2  # actions 4 and 5 never ran
+    assert s.skipped_actions == 2
+    # Chosen on time but sent late (the tick stalled between its start and the send): late.
+    p = s.pop(100.0 + 7.0 / HZ, sent_at=100.0 + 7.6 / HZ)
+    assert p.action[0] == 7.0 and p.late and s.late_actions == 1
+
+
+def test_sync_actions_run_late_after_an_overrun():
+    s = ActionSchedule(HZ, n_action_steps=10, mode="sync")
+    s.install(chunk_of(10, t_obs=0.0), now=5.0)
+    assert not s.pop(5.0).late and not s.pop(5.0 + 1.4 / HZ).late  # within half a period of its slot
+    p = s.pop(5.0 + 3.0 / HZ)  # the loop lost a tick: sync replays action 2 one period late
+    assert p.action[0] == 2.0 and p.late and p.skipped == 0 and s.late_actions == 1
+
+
+def test_boundary_jump_is_the_change_between_chunks():
+    s = ActionSchedule(HZ, n_action_steps=4, mode="sync")
+    s.install(chunk_of(4, t_obs=0.0, value=1.0), now=0.0)
+    assert s.pop(0.0).jump is None  # nothing executed before the first chunk
+    for i in range(1, 4):
+        assert s.pop(i / HZ).jump is None
+    s.install(chunk_of(4, t_obs=1.0, value=11.0), now=1.0)  # its action 0 (11) follows action 3 (4)
+    jump = s.pop(1.0).jump
+    assert jump is not None and np.allclose(jump, 7.0)
+    assert ActionSchedule.jump_summary(jump) == {"arm_deg": 7.0, "x_mps": 7.0, "y_mps": 7.0, "theta_dps": 7.0}
+    assert s.pop(1.0 + 1 / HZ).jump is None  # only the first action of a chunk
 
 
 def test_sync_starts_at_the_first_action_and_waits_for_an_empty_queue():
@@ -128,6 +153,31 @@ class ScriptedLink:
         self.sent.append((time.monotonic(), dict(action)))
 
 
+class StallingLink(ScriptedLink):
+    """A ScriptedLink whose `latest()` (call `stall_at` of the episode) or every `send_every`-th send of a
+    moving command sleeps: the loop overruns."""
+
+    def __init__(self, stall_at: int | None = None, stall_s: float = 0.5, send_every: int | None = None,
+                 send_sleep_s: float = 0.0):
+        super().__init__()
+        self.stall_at, self.stall_s = stall_at, stall_s
+        self.send_every, self.send_sleep_s = send_every, send_sleep_s
+        self.calls = self.moving_sends = 0
+
+    def latest(self) -> Observation:
+        self.calls += 1
+        if self.calls == self.stall_at:
+            time.sleep(self.stall_s)
+        return super().latest()
+
+    def send_action(self, action):
+        super().send_action(action)
+        if self.send_every and moving(action):
+            self.moving_sends += 1
+            if self.moving_sends % self.send_every == 0:
+                time.sleep(self.send_sleep_s)
+
+
 class ScriptedRuntime:
     """Stands in for PolicyRuntime: chunks that drive the base forward; optionally fails."""
 
@@ -135,8 +185,9 @@ class ScriptedRuntime:
     warmup_ms = 5.0
     checkpoint_hash = "0" * 12
 
-    def __init__(self, fail_after: int | None = None, delay_s: float = 0.01):
+    def __init__(self, fail_after: int | None = None, delay_s: float = 0.01, stepped: bool = False):
         self.calls = 0
+        self.stepped = stepped
         self.fail_after = fail_after
         self.delay_s = delay_s
 
@@ -148,6 +199,11 @@ class ScriptedRuntime:
         time.sleep(self.delay_s)
         actions = np.zeros((10, 9), np.float32)
         actions[:, STATE_KEYS.index("x.vel")] = 0.1
+        if self.stepped:  # chunk c holds pan 10·c, x.vel 0.1 + 0.05·c, theta.vel 2·c
+            c = self.calls - 1
+            actions[:, STATE_KEYS.index("arm_shoulder_pan.pos")] = 10.0 * c
+            actions[:, STATE_KEYS.index("x.vel")] = 0.1 + 0.05 * c
+            actions[:, STATE_KEYS.index("theta.vel")] = 2.0 * c
         return Chunk(actions, t_obs, t_start, time.monotonic(), {"infer_ms": self.delay_s * 1e3})
 
 
@@ -215,7 +271,10 @@ def test_async_loop_neither_stalls_nor_replays():
     loop.close()
     t = result.telemetry
     assert result.outcome == "timeout" and t["chunks"] >= 4
-    assert t["stall_ticks"] == 0 and t["stale_actions"] == 0
+    assert t["stall_ticks"] == 0
+    # Unloaded, nothing runs late or is skipped (the tests below show both counts do move when it does).
+    assert t["late_actions"] == 0 and t["skipped_actions"] == 0 and t["overruns"] == 0
+    assert t["lateness_ms_max"] < 1e3 / HZ and t["skipped_ticks"] == 0
     assert t["dropped_actions"] >= t["chunks"] - 1  # ~3 ticks of latency compensated per chunk
     assert statuses and statuses[-1].hz > 20
 
@@ -226,7 +285,70 @@ def test_sync_loop_stalls_while_inferring():
     result = loop.run_episode(max_time_s=2.0)
     loop.close()
     t = result.telemetry
-    assert t["stall_ticks"] >= 2 * (t["chunks"] - 1) and t["stale_actions"] == 0
+    assert t["stall_ticks"] >= 2 * (t["chunks"] - 1)
+    # The chunk's clock is re-anchored when it lands, so an unloaded sync run sends nothing late and
+    # never skips (test_sync_late_actions_when_ticks_are_delayed shows the count moving).
+    assert t["late_actions"] == 0 and t["skipped_actions"] == 0
+
+
+def test_a_stall_shows_as_lateness_overrun_and_skipped_ticks():
+    link = StallingLink(stall_at=20, stall_s=0.5)  # one 0.5 s stall, ~0.6 s into the episode
+    statuses = []
+    loop = ControlLoop(link, ScriptedRuntime(delay_s=0.03), preset(mode="async"))
+    result = loop.run_episode(max_time_s=2.0, on_status=statuses.append)
+    loop.close()
+    t = result.telemetry
+    assert result.outcome == "timeout"
+    assert t["lateness_ms_max"] >= 400 and t["overrun_max_ms"] >= 400
+    assert t["overruns"] >= 1 and t["skipped_ticks"] >= 10
+    assert t["lateness_ms_p50"] < 1e3 / HZ  # after the stall the grid is rejoined, not dragged along
+    # The stalled tick chose its action on time and sent it 0.5 s late; the next tick skipped past
+    # the rest of the chunk instead of replaying it.
+    assert t["late_actions"] >= 1 and t["skipped_actions"] >= 1
+    assert any("overruns 1" in s.line for s in statuses)
+
+
+def test_sync_late_actions_when_ticks_are_delayed():
+    link = StallingLink(send_every=4, send_sleep_s=0.07)  # every 4th policy command takes 70 ms to send
+    loop = ControlLoop(link, ScriptedRuntime(delay_s=0.03), preset(mode="sync"))
+    result = loop.run_episode(max_time_s=2.0)
+    loop.close()
+    t = result.telemetry
+    assert t["late_actions"] > 0 and t["late_actions_per_replan"] > 0
+    assert t["skipped_actions"] == 0  # sync never skips: it replays late instead
+    assert t["overruns"] >= 1
+
+
+def test_async_overrun_inside_a_chunk_skips_actions():
+    link = StallingLink(send_every=3, send_sleep_s=0.1)  # ~3 ticks lost on every 3rd policy command
+    loop = ControlLoop(link, ScriptedRuntime(delay_s=0.03), preset(mode="async"))
+    result = loop.run_episode(max_time_s=2.0)
+    loop.close()
+    t = result.telemetry
+    assert t["skipped_actions"] > 0 and t["skipped_actions_per_replan"] > 0
+    assert t["overruns"] >= 1 and t["skipped_ticks"] >= 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_boundary_jump_recorded_per_replan(tmp_path, mode):
+    link = ScriptedLink()
+    loop = ControlLoop(link, ScriptedRuntime(delay_s=0.03, stepped=True), preset(mode=mode), run_dir=tmp_path)
+    result = loop.run_episode(max_time_s=1.5)
+    loop.close()
+    t = result.telemetry
+    assert t["chunks"] >= 3
+    assert t["boundary_jump_arm_deg_p50"] == pytest.approx(10.0)
+    assert t["boundary_jump_arm_deg_max"] == pytest.approx(10.0)
+    assert t["boundary_jump_x_mps_max"] == pytest.approx(0.05, abs=1e-6)
+    assert t["boundary_jump_y_mps_max"] == 0.0 and t["boundary_jump_theta_dps_p50"] == pytest.approx(2.0)
+    records = [json.loads(line) for line in (tmp_path / "telemetry.jsonl").read_text().splitlines()]
+    jumps = [r for r in records if r["kind"] == "boundary"]
+    assert len(jumps) >= 2 and all(r["jump_arm_deg"] == pytest.approx(10.0) for r in jumps)
+    chunk_ids = [r["chunk"] for r in jumps]
+    assert chunk_ids[0] >= 1 and chunk_ids == sorted(set(chunk_ids))
+    episode = records[-1]
+    assert episode["kind"] == "episode" and {"late_actions", "skipped_actions", "overruns", "skipped_ticks",
+                                             "lateness_ms_p99", "boundary_jump_arm_deg_max"} <= set(episode)
 
 
 def test_estop_keys_map_space_and_escape():

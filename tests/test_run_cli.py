@@ -16,7 +16,7 @@ def test_shipped_presets_load_their_checkpoints_offline():
     for name, objective, sampler in (("drift", "drift", "drift"), ("fm10", "flow", "flow")):
         rt = PolicyRuntime.load(load_preset(name), cfg, warmup=False)
         c = rt.policy.config
-        assert (c.objective, c.sampler, rt.chunk_size) == (objective, sampler, 10)
+        assert (c.objective, c.sampler, rt.chunk_size, rt.n_action_steps) == (objective, sampler, 20, 20)
         assert len(rt.checkpoint_hash) == 12
     assert rt.policy.config.flow_steps == 10
 

@@ -42,7 +42,7 @@ class FakeStatus:
     obs_age_ms: float = 12.0
     last_infer_ms: float = 35.0
     stall_ticks: int = 0
-    stale_actions: int = 0
+    late_actions: int = 0
     queue_len: int = 8
     auto_success: bool | None = None
     images: dict | None = None

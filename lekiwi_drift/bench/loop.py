@@ -5,8 +5,9 @@ telemetry) against the fake LeKiwi served by a real in-process host over the rea
 Policies have random weights (timing does not depend on them): the tiny test-size SmolVLA (chunk 10)
 and the full-size SmolVLM2-500M shapes (`write_full_smolvlm`, chunk 50, 512x512 padded images).
 Per run: tick jitter p50/p99 (|tick start - schedule|), achieved Hz, inference ms, stall ticks per
-replan (ticks with no action to send), stale actions executed per replan, and actions dropped per
-replan by latency compensation (what a loop without it would have replayed late).
+replan (ticks with no action to send), late actions per replan (sent more than half a period after
+their slot), actions skipped per replan because the loop overran, and actions dropped per replan by
+latency compensation (what a loop without it would have replayed late).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-HELP = "control loop timing: tick jitter, stall ticks and stale actions per replan, Hz (sync vs async)"
+HELP = "control loop timing: tick jitter, stall ticks and late actions per replan, Hz (sync vs async)"
 CAMS = ("front", "wrist", "top")
 
 
@@ -127,7 +128,8 @@ def _run(rt, mode: str, seconds: float, size: str) -> dict:
 def _row(model: str, sampler: str, mode: str, t: dict) -> str:
     return (f"| {model} | {sampler} | {mode} | {t['infer_ms_p50']:.0f} | {t['hz']:.1f} | {t['jitter_p50_ms']:.2f} | "
             f"{t['jitter_p99_ms']:.2f} | {t['chunks']} | {t['stall_ticks_per_replan']:.1f} | "
-            f"{t['stale_actions_per_replan']:.1f} | {t['dropped_per_replan']:.1f} | {t['startup_ticks']} |")
+            f"{t['late_actions_per_replan']:.1f} | {t['skipped_actions_per_replan']:.1f} | "
+            f"{t['dropped_per_replan']:.1f} | {t['startup_ticks']} |")
 
 
 def run(args) -> int:
@@ -140,8 +142,8 @@ def run(args) -> int:
     print(f"lekiwi-drift bench loop ({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.device}); fake LeKiwi over the real wire, real time, 30 Hz")
     print("| policy | sampler | mode | infer p50 (ms) | Hz | jitter p50 (ms) | jitter p99 (ms) | chunks | "
-          "stall ticks/replan | stale actions/replan | dropped/replan | startup ticks |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "stall ticks/replan | late actions/replan | skipped actions/replan | dropped/replan | startup ticks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     tw, th = (int(v) for v in args.tiny_size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         policy, pre, post = _policy(False, Path(tmp) / "tiny_vlm", args.device, args.tiny_size)

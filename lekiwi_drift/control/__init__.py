@@ -15,11 +15,11 @@ Public API (used by `lekiwi-drift run` and the trials TUI):
     loop.close()                                  # ends the inference thread, closes telemetry
 
 `run_episode` blocks; `on_status(TickStatus)` is called a few times a second from the loop's thread
-(`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms, stall_ticks, stale_actions, queue_len,
+(`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms, stall_ticks, late_actions, queue_len,
 auto_success, images, chunks, line). `EpisodeResult`: outcome in {"success", "timeout", "stopped",
 "estop", "error", "stale"}, duration_s, auto_success (the sim's `_success`, else None), error, and a
 telemetry summary dict (chunks, infer_ms_p50, prefix_ms_p50, expert_ms_p50, keystone_ms_p50, hz,
-stall_ticks, stale_actions, dropped_actions, jitter_p50_ms, jitter_p99_ms, ...). With a sim host the
+stall_ticks, late_actions, skipped_actions, dropped_actions, lateness_ms_p99, overruns, ...). With a sim host the
 episode ends "success" as soon as `_success` is true, unless the preset sets `end_on_success: false`.
 Resetting the scene between episodes is the caller's job (`link.request({"op": "reset", ...})`).
 

@@ -52,12 +52,14 @@ class TickStatus:
     obs_age_ms: float
     last_infer_ms: float
     stall_ticks: int
-    stale_actions: int
+    late_actions: int
     queue_len: int
     auto_success: bool | None
     images: dict[str, np.ndarray] | None
     chunks: int = 0
     line: str = ""  # the same figures as one human-readable line
+    skipped_actions: int = 0
+    overruns: int = 0
 
 
 @dataclass
@@ -190,9 +192,9 @@ class ControlLoop:
         success = obs.extras.get("_success")
         c = tel.c
         left = sched.remaining(now)
-        return TickStatus(elapsed, tel.hz(), age_ms, tel.last_infer_ms, c.stall_ticks, c.stale_actions, left,
+        return TickStatus(elapsed, tel.hz(), age_ms, tel.last_infer_ms, c.stall_ticks, c.late_actions, left,
                           None if success is None else bool(success), obs.images, c.chunks,
-                          tel.status_line(elapsed, age_ms, left, last_info))
+                          tel.status_line(elapsed, age_ms, left, last_info), c.skipped_actions, c.overruns)
 
     def _safe_stop(self, obs: Observation | None) -> None:
         with self._send_lock:
@@ -277,18 +279,30 @@ class ControlLoop:
         tel, safety, worker, preset = self.telemetry, self.safety, self._worker, self.preset
         c = tel.c
         next_tick = time.monotonic()
+        # Lateness is measured on the ideal grid t_grid + k·period, which never re-anchors: a tick that
+        # starts more than a period after its slot is an overrun, and the ideal ticks whose slots
+        # passed meanwhile are counted as skipped (the loop itself re-anchors and does not catch up, so
+        # after an overrun its ticks may keep a phase of under one period against the grid).
+        t_grid, k = next_tick, -1
         last_tick_start: float | None = None
         last_status = 0.0
         stale_since: float | None = None
         have_chunk = False
-        stall_since_replan = stale_since_replan = 0
+        stall_since_replan = late_since_replan = skipped_since_replan = 0
         chunk_index = 0
         last_info: dict | None = None
         while True:
             now = time.monotonic()
             obs = self.link.latest()
             age = obs.age_s()
-            tel.tick(now - next_tick, None if last_tick_start is None else now - last_tick_start, age)
+            k += 1
+            lateness = now - (t_grid + k * self.period)
+            overrun, skipped_ticks = lateness > self.period, 0
+            if overrun:  # the ideal ticks up to the one whose slot holds `now` never run
+                k_now = int(math.floor((now - t_grid) / self.period))
+                skipped_ticks, k = max(k_now - k, 0), max(k_now, k)
+            tel.tick(now - next_tick, None if last_tick_start is None else now - last_tick_start, age,
+                     lateness, overrun, skipped_ticks)
             last_tick_start = now
             elapsed = now - t_start
             # -- endings -----------------------------------------------------------------------------
@@ -314,12 +328,12 @@ class ControlLoop:
                     chunk_index += 1
                     installed = sched.install(result, now)
                     offset = getattr(getattr(self.link, "stats", None), "clock_offset_s", None)
-                    tel.chunk(result, installed, stall_since_replan, stale_since_replan,
+                    tel.chunk(result, installed, stall_since_replan, late_since_replan,
                               (result.t_start - result.t_obs) * 1e3, preset.mode, startup=not have_chunk,
-                              host_clock_offset_s=offset)
+                              host_clock_offset_s=offset, skipped_actions=skipped_since_replan)
                     last_info = result.info
                     have_chunk = True
-                    stall_since_replan = stale_since_replan = 0
+                    stall_since_replan = late_since_replan = skipped_since_replan = 0
             if self.video is not None:
                 self.video.add(obs, elapsed, new_chunk=landed is not None)
             # -- stale observation: stop the base, hold the arm, do not infer on it ---------------------
@@ -334,7 +348,12 @@ class ControlLoop:
                 stale_since = None
                 if not worker.busy and sched.wants_chunk(now):
                     worker.submit(episode, obs, now - age)
-                action, stale = sched.pop(now)
+                popped = sched.pop(now, sent_at=time.monotonic())
+                action = popped.action
+                c.skipped_actions += popped.skipped
+                skipped_since_replan += popped.skipped
+                if popped.jump is not None:
+                    tel.boundary(sched.chunk_index, sched.jump_summary(popped.jump))
                 if action is None:
                     command = safety.keep()
                     if have_chunk:
@@ -343,8 +362,8 @@ class ControlLoop:
                     else:
                         c.startup_ticks += 1
                 else:
-                    c.stale_actions += stale
-                    stale_since_replan += stale
+                    c.late_actions += popped.late
+                    late_since_replan += popped.late
                     with self._send_lock:
                         command = safety.filter(dict(zip(STATE_KEYS, action.tolist())))
                 self._send(command)

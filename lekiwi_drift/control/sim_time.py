@@ -124,7 +124,10 @@ class SimTimeEpisode:
                     last_info, have_chunk, stall_since_replan, pending = pending.info, True, 0, None
             if loop.video is not None:
                 loop.video.add(obs, now, new_chunk=c.chunks > chunks_before)
-            action, _ = sched.pop(now)
+            popped = sched.pop(now)
+            action = popped.action
+            if popped.jump is not None:
+                tel.boundary(sched.chunk_index, sched.jump_summary(popped.jump))
             if action is None:
                 command = safety.keep()
                 if have_chunk:

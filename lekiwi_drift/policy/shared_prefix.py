@@ -106,11 +106,6 @@ def prepare(model, cache) -> list[tuple]:
     return kv
 
 
-def velocity(self, x_t: Tensor, timestep: Tensor) -> Tensor:
-        """v(x_t, t) for N = B·S rows (row b·S + j: sample j of observation b) -> [N, T, A], fp32."""
-        return self.impl(self.model, self.layers, self.kv, self.pad_masks, x_t, timestep)
-
-
 def velocity(model, kv: list, pad_masks: Tensor, x_t: Tensor, timestep: Tensor) -> Tensor:
     """v(x_t, t) for N = B·S rows (row b·S + j: sample j of observation b) -> [N, T, A], fp32, over the
     prefix that `prepare` made ready (pad_masks [B, Lp]). A plain function, so `torch.compile` takes it."""

@@ -51,7 +51,8 @@ def header_line(session: TrialSession) -> str:
     state = "finished" if session.finished else "in progress"
     return (f"session {session.session_id} ({when}, {state}): protocol {p.name}, item {p.item}, "
             f"{session.done}/{session.total} trials, order {p.order}, seed {session.seed}"
-            + (", blind" if p.blind else ""))
+            + (", blind" if p.blind else "")
+            + (f", latency {p.latency} charged in sim time" if p.latency else ""))
 
 
 def text_report(session: TrialSession) -> str:

@@ -31,7 +31,7 @@ class TrialHeader(Static):
 
 
 class LivePanel(Static):
-    """Elapsed time, chunk latency, control rate and the stall/stale counters of the running trial."""
+    """Elapsed time, chunk latency, control rate and the stall/late-action counters of the running trial."""
 
     def show(self, status: Any, time_limit_s: float, phase: str) -> None:
         t = Table.grid(padding=(0, 2))
@@ -43,7 +43,7 @@ class LivePanel(Static):
         t.add_row("chunk latency", _num(getattr(status, "last_infer_ms", None), ".0f", " ms"))
         t.add_row("control rate", _num(getattr(status, "hz", None), ".1f", " Hz"))
         t.add_row("stall ticks", _num(getattr(status, "stall_ticks", None), "d"))
-        t.add_row("stale actions", _num(getattr(status, "stale_actions", None), "d"))
+        t.add_row("late actions", _num(getattr(status, "late_actions", None), "d"))
         t.add_row("obs age", _num(getattr(status, "obs_age_ms", None), ".0f", " ms"))
         t.add_row("queue", _num(getattr(status, "queue_len", None), "d"))
         auto = getattr(status, "auto_success", None)
