@@ -87,6 +87,9 @@ class SimTimeEpisode:
         loop, sched, tel, safety = self.loop, self.sched, self.loop.telemetry, self.loop.safety
         c = tel.c
         preset = loop.preset
+        # The latency estimate that decides when to start the next chunk starts empty, not from the wall-clock
+        # warm-up measurement (which depends on the machine's load); the first chunk's charged latency seeds it.
+        sched.latency_ticks_ema = None
         pending = None  # a computed chunk waiting for its (sim) ready time
         have_chunk = False
         stall_since_replan = 0
