@@ -219,7 +219,7 @@ def write_full_smolvlm(out_dir: str | Path) -> Path:
     """SmolVLM2-500M-Video-Instruct shapes, random weights (nothing is downloaded).
 
     Numbers from the published `config.json` / `processor_config.json` of
-    HuggingFaceTB/SmolVLM2-500M-Video-Instruct (summarised in /work/shared/DESIGN.md,
+    HuggingFaceTB/SmolVLM2-500M-Video-Instruct (the "full-size" row of docs/benchmarks.md,
     "Reference figures"): text (llama) hidden 960, 32 layers, 15 heads, 5 KV heads, head dim 64,
     MLP 2560, vocab 49280 (eos id 49279 in its generation_config.json); vision (SigLIP) hidden 768,
     12 layers, 12 heads, MLP 3072, image 512, patch 16; connector pixel-shuffle scale 4, so
