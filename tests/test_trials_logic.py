@@ -176,6 +176,13 @@ def test_auto_verdicts():
     assert auto_verdict(R("estop"), sim=False, unattended=False) is None
     v = auto_verdict(R("error", error="boom"), sim=True, unattended=True)
     assert (v.outcome, v.reason) == ("failure", "other") and "boom" in v.note
+    # How the episode ended comes first: the sim's detector reading true at that moment (the item happened
+    # to be in the basket when the e-stop was hit, or when the policy crashed) is no success.
+    assert auto_verdict(R("estop", True), sim=True, unattended=False) is None
+    assert auto_verdict(R("stale", True), sim=True, unattended=False) is None
+    v = auto_verdict(R("error", True, error="boom"), sim=True, unattended=True)
+    assert (v.outcome, v.reason) == ("failure", "other")
+    assert auto_verdict(R("timeout", True), sim=True, unattended=False) == Verdict("success")  # on the last tick
 
 
 def test_report_files(tmp_path):
