@@ -202,6 +202,7 @@ def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
     finally:
         for b in burners:
             b.terminate()
+            b.join(10)
     assert quiet == loaded
     assert quiet[2]["ticks"] == 45 and quiet[2]["dropped_actions"] > 0  # latency was charged, in sim ticks
 
