@@ -185,6 +185,23 @@ class ControlLoop:
                 action = self.safety.hold()
             return self.link.step(action)
 
+    def command_for(self, sched: ActionSchedule, popped, have_chunk: bool) -> tuple[dict[str, float], bool]:
+        """This tick's command from what the schedule popped: the policy's action through the safety filter,
+        or a hold when there is none (a stall once a chunk has run, start-up before). Counts the stall or
+        start-up tick and records a boundary jump; returns (command, stalled). Wall-clock and sim-time
+        episodes both come through here."""
+        c = self.telemetry.c
+        if popped.jump is not None:
+            self.telemetry.boundary(sched.chunk_index, sched.jump_summary(popped.jump))
+        if popped.action is None:
+            if have_chunk:
+                c.stall_ticks += 1
+            else:
+                c.startup_ticks += 1
+            return self.safety.keep(), have_chunk
+        with self._send_lock:
+            return self.safety.filter(dict(zip(STATE_KEYS, popped.action.tolist()))), False
+
     def status(self, elapsed: float, now: float, tel: Telemetry, obs: Observation, sched: ActionSchedule,
                last_info: dict | None) -> TickStatus:
         """The live figures; `now` on the schedule's clock (monotonic, or sim time)."""
@@ -349,23 +366,12 @@ class ControlLoop:
                 if not worker.busy and sched.wants_chunk(now):
                     worker.submit(episode, obs, now - age)
                 popped = sched.pop(now, sent_at=time.monotonic())
-                action = popped.action
                 c.skipped_actions += popped.skipped
                 skipped_since_replan += popped.skipped
-                if popped.jump is not None:
-                    tel.boundary(sched.chunk_index, sched.jump_summary(popped.jump))
-                if action is None:
-                    command = safety.keep()
-                    if have_chunk:
-                        c.stall_ticks += 1
-                        stall_since_replan += 1
-                    else:
-                        c.startup_ticks += 1
-                else:
-                    c.late_actions += popped.late
-                    late_since_replan += popped.late
-                    with self._send_lock:
-                        command = safety.filter(dict(zip(STATE_KEYS, action.tolist())))
+                c.late_actions += popped.late  # never late without an action
+                late_since_replan += popped.late
+                command, stalled = self.command_for(sched, popped, have_chunk)
+                stall_since_replan += stalled
                 self._send(command)
             # -- status ---------------------------------------------------------------------------------
             if now - last_status >= self.status_period:

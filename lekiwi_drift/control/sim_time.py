@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lekiwi_drift.control.scheduler import ActionSchedule
-from lekiwi_drift.robots.features import STATE_KEYS
 
 # The paper's figures, split into the observation prefix (encoded once) and one action-expert pass:
 # laptop GPU: drift (prefix + 1 pass) 132 ms, FM-10 (prefix + 10 passes) 246 ms -> pass 12.67 ms,
@@ -84,7 +83,7 @@ class SimTimeEpisode:
         self.status_every = max(1, int(round(loop.status_period / self.period)))
 
     def run(self, obs):
-        loop, sched, tel, safety = self.loop, self.sched, self.loop.telemetry, self.loop.safety
+        loop, sched, tel = self.loop, self.sched, self.loop.telemetry
         c = tel.c
         preset = loop.preset
         # The latency estimate that decides when to start the next chunk starts empty, not from the wall-clock
@@ -109,9 +108,8 @@ class SimTimeEpisode:
             tel.tick(0.0, None, 0.0)  # sim time: no lateness or rate to measure (both exact by construction)
             chunks_before = c.chunks
             if pending is not None and now >= pending.t_ready - 1e-9:
-                installed = sched.install(pending, now)
-                tel.chunk(pending, installed, stall_since_replan, 0, 0.0, preset.mode, startup=not have_chunk)
-                last_info, have_chunk, stall_since_replan, pending = pending.info, True, 0, None
+                last_info, have_chunk, stall_since_replan, pending = self._land(pending, now, stall_since_replan,
+                                                                                have_chunk)
             if pending is None and sched.wants_chunk(now):
                 # Noise seeded by the scene seed and the chunk number: the same episode on any machine.
                 seed = int(obs.extras.get("_seed") or 0) * 100_003 + chunk_index
@@ -122,25 +120,20 @@ class SimTimeEpisode:
                 chunk_index += 1
                 sched.observe_latency(latency_s)
                 if latency_s <= 1e-9:  # an instant policy: its chunk serves this very tick
-                    installed = sched.install(pending, now)
-                    tel.chunk(pending, installed, stall_since_replan, 0, 0.0, preset.mode, startup=not have_chunk)
-                    last_info, have_chunk, stall_since_replan, pending = pending.info, True, 0, None
+                    last_info, have_chunk, stall_since_replan, pending = self._land(pending, now, stall_since_replan,
+                                                                                    have_chunk)
             if loop.video is not None:
                 loop.video.add(obs, now, new_chunk=c.chunks > chunks_before)
-            popped = sched.pop(now)
-            action = popped.action
-            if popped.jump is not None:
-                tel.boundary(sched.chunk_index, sched.jump_summary(popped.jump))
-            if action is None:
-                command = safety.keep()
-                if have_chunk:
-                    c.stall_ticks += 1
-                    stall_since_replan += 1
-                else:
-                    c.startup_ticks += 1
-            else:
-                command = safety.filter(dict(zip(STATE_KEYS, action.tolist())))
+            command, stalled = loop.command_for(sched, sched.pop(now), have_chunk)
+            stall_since_replan += stalled
             obs = loop.step(command)
             tick += 1
             if self.on_status is not None and tick % self.status_every == 0:
                 self.on_status(loop.status(now, now, tel, obs, sched, last_info))
+
+    def _land(self, chunk, now: float, stall_ticks: int, had_chunk: bool):
+        """The pending chunk takes over: install it (async drops what passed) and log it. Returns the loop's
+        new (last_info, have_chunk, stall_since_replan, pending)."""
+        installed = self.sched.install(chunk, now)
+        self.loop.telemetry.chunk(chunk, installed, stall_ticks, 0, 0.0, self.loop.preset.mode, startup=not had_chunk)
+        return chunk.info, True, 0, None
