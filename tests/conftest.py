@@ -21,4 +21,22 @@ def tiny_vlm_dir(tmp_path_factory):
     return write_tiny_smolvlm(tmp_path_factory.mktemp("tiny_smolvlm"))
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_vlm_dir):
+    """A random tiny smolvla_drift checkpoint in LeRobot's layout: ROOT/model (control loop and sim-time tests)."""
+    import torch
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
+
+    torch.manual_seed(0)
+    policy = SmolVLADriftPolicy(make_tiny_policy_config(tiny_vlm_dir))
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=None)
+    root = tmp_path_factory.mktemp("ckpt")
+    for part in (policy, pre, post):
+        part.save_pretrained(root / "model")
+    return root
+
+
 # ---------------------------------------------------------------- end of policy fixtures

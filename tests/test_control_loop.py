@@ -364,24 +364,6 @@ def test_estop_keys_map_space_and_escape():
 # ---------------------------------------------------------------- end to end: tiny policy, lockstep sim
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, tiny_vlm_dir):
-    """A random tiny smolvla_drift checkpoint in LeRobot's layout, and a preset file pointing at it."""
-    import torch
-    from lerobot.policies.factory import make_pre_post_processors
-
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
-    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
-
-    torch.manual_seed(0)
-    policy = SmolVLADriftPolicy(make_tiny_policy_config(tiny_vlm_dir))
-    pre, post = make_pre_post_processors(policy.config, dataset_stats=None)
-    root = tmp_path_factory.mktemp("ckpt")
-    for part in (policy, pre, post):
-        part.save_pretrained(root / "model")
-    return root
-
-
 def write_preset(root, vlm_dir, **fields):
     lines = [f"checkpoint: {root / 'model'}", f"vlm_dir: {vlm_dir}", "sim_size: 64x48"]
     lines += [f"{k}: {v}" for k, v in fields.items()]

@@ -143,20 +143,10 @@ def _burn(stop_at: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_preset(tmp_path_factory, tiny_vlm_dir):
-    import torch
-    from lerobot.policies.factory import make_pre_post_processors
-
+def tiny_preset(tiny_checkpoint, tiny_vlm_dir):
     from lekiwi_drift.control.preset import load_preset
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
-    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
 
-    torch.manual_seed(0)
-    policy = SmolVLADriftPolicy(make_tiny_policy_config(tiny_vlm_dir))
-    pre, post = make_pre_post_processors(policy.config, dataset_stats=None)
-    root = tmp_path_factory.mktemp("ckpt")
-    for part in (policy, pre, post):
-        part.save_pretrained(root / "model")
+    root = tiny_checkpoint
     path = root / "p.yaml"
     path.write_text(f"checkpoint: {root / 'model'}\nvlm_dir: {tiny_vlm_dir}\nsim_size: 64x48\n"
                     "keystone_samples: 4\nkeystone_clusters: 2\nend_on_success: false\n")
