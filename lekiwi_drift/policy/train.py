@@ -140,7 +140,7 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
         *vlm_args(opts),
         *(TINY_POLICY_ARGS if opts.tiny else ()),
         *(SMALL_POLICY_ARGS if opts.small else ()),
-        *video_backend_args(opts.dataset),
+        *video_backend_args(),
         f"--output_dir={output}",
         f"--job_name=smolvla_drift_{opts.objective}",
         f"--seed={opts.seed}",
@@ -151,7 +151,7 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
     return args + list(opts.extra)
 
 
-def video_backend_args(dataset: str) -> list[str]:
+def video_backend_args() -> list[str]:
     """Choose the video decoder deliberately (record/video_backend.py): torchcodec where FFmpeg's
     libraries load, else PyAV with one line saying how to get the fast one."""
     from lekiwi_drift.record.video_backend import video_backend
