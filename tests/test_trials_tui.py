@@ -55,9 +55,17 @@ class ScriptedRunner:
     def __init__(self, ends=None):
         self.ends = list(ends or [])
         self.calls = 0
+        self.running = False
         self._estop = threading.Event()
 
     def run_episode(self, max_time_s, stop, on_status=None):
+        self.running = True
+        try:
+            return self._episode(max_time_s, stop, on_status)
+        finally:
+            self.running = False
+
+    def _episode(self, max_time_s, stop, on_status):
         self.calls += 1
         self._estop.clear()
         end = self.ends.pop(0) if self.ends else None
@@ -106,8 +114,12 @@ class FakeBackend:
         self.resets.append((item, seed))
         return f"scene reset ({item}, seed {seed})" if self.sim else "reset the scene by hand"
 
-    def stop_robot(self):
+    def estop(self):
+        """Like RobotSession.stop(): the running loop e-stops, or one hold between trials; counted once."""
         self.stops += 1
+        for runner in self.runners.values():
+            if runner.running:
+                runner.estop()
 
     def close(self):
         self.closed = True

@@ -105,19 +105,17 @@ def _runtime(policy, pre, post, sampler: str, label: str, device: str, warm_size
 
 
 def _run(rt, mode: str, seconds: float, size: str) -> dict:
-    from lekiwi_drift.control.loop import ControlLoop
-    from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.control.session import RobotSession
 
     cfg, robot, host, thread = _fake_host(size)
-    link = RobotLink(cfg)
+    session = RobotSession(cfg)  # the same session object `run` and `trials` use
     try:
-        link.connect()
+        session.open()
         rt.preset.mode = mode
-        loop = ControlLoop(link, rt, rt.preset, cfg)
-        result = loop.run_episode(max_time_s=seconds)
-        loop.close(wait_s=60.0)  # a chunk still in flight must not share the CPU with the next run
+        session.add_policy(rt.preset.name, rt)
+        result = session.run_episode(rt.preset.name, max_time_s=seconds)
     finally:
-        link.close()
+        session.close(wait_s=60.0)  # a chunk still in flight must not share the CPU with the next run
         host.stop()
         thread.join(timeout=3)
         host.close()

@@ -89,10 +89,9 @@ class _Printer:
 
 def run(args) -> int:
     from lekiwi_drift.control.keys import EstopKeys
-    from lekiwi_drift.control.loop import ControlLoop
     from lekiwi_drift.control.preset import load_preset
     from lekiwi_drift.control.runtime import PolicyRuntime
-    from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.control.session import RobotSession, SessionError, SimSpec
     from lekiwi_drift.policy.checkpoint import PolicyMismatchError
 
     if args.episodes < 1 or args.max_time <= 0:
@@ -103,102 +102,80 @@ def run(args) -> int:
         preset.mode = args.mode
     if args.no_auto_success:
         preset.end_on_success = False
-    latency = None
-    if args.latency:
-        from lekiwi_drift.control.sim_time import LatencyError, LatencyProfile
-
-        try:
-            latency = LatencyProfile.parse(args.latency)
-        except LatencyError as exc:
-            print(f"lekiwi-drift run: {exc}", file=sys.stderr)
-            return 2
-        if args.host or args.clock != "lockstep":
-            print("lekiwi-drift run: --latency charges latency in sim time; it needs the lockstep sim "
-                  "(--sim, --clock lockstep)", file=sys.stderr)
-            return 2
+    if args.latency and (args.host or args.clock != "lockstep"):
+        print("lekiwi-drift run: --latency charges latency in sim time; it needs the lockstep sim "
+              "(--sim, --clock lockstep)", file=sys.stderr)
+        return 2
     cfg, start_sim, why = _robot_config(args)
     # The checkpoint is checked against the robot's cameras and vector sizes before anything moves.
     print(f"loading policy preset {preset.name} ({preset.source}) ...", flush=True)
     try:
         runtime = PolicyRuntime.load(preset, cfg)
-    except PolicyMismatchError as exc:
-        print(f"lekiwi-drift run: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
+    except (PolicyMismatchError, FileNotFoundError) as exc:
         print(f"lekiwi-drift run: {exc}", file=sys.stderr)
         return 2
     print(runtime.describe())
     print(f"warm-up chunk: {runtime.warmup_ms:.1f} ms; mode {preset.mode}, {preset.control_hz:g} Hz")
 
-    local = None
+    sim = None
     if start_sim:
-        from lekiwi_drift.sim.local import start_local_sim_host
-
         w, h = preset.sim_wh()
+        sim = SimSpec(item=args.item, seed=args.seed, clock=args.clock, size=f"{w}x{h}", scene=args.scene)
         scene = "a new layout per seed" if args.scene is None else f"scene {args.scene} jittered by seed {args.seed}"
-        print(f"{why}: starting the simulated LeKiwi ({args.item}, {scene}, {args.clock} clock, cameras {w}x{h})")
-        local = start_local_sim_host(cfg, item=args.item, seed=args.seed, clock=args.clock, size=f"{w}x{h}",
-                                     scene=args.scene)
-        cfg = local.config
+        print(f"{why}: the simulated LeKiwi ({args.item}, {scene})")
     else:
         print(f"robot: {cfg.host.address} ({why})")
 
     run_dir = Path(args.runs_dir) / time.strftime("%Y%m%d-%H%M%S")
-    link = RobotLink(cfg)
-    loop = None
+    session = RobotSession(cfg, sim=sim, latency=args.latency, run_dir=run_dir)
     results = []
     try:
-        obs = link.connect()
-        is_sim = "_success" in obs.extras
-        video = None
-        if args.video:
-            from lekiwi_drift.control.rollout_video import RolloutVideo
-
-            video = RolloutVideo(run_dir, hz=preset.control_hz)
-        loop = ControlLoop(link, runtime, preset, cfg, run_dir=run_dir, latency=latency, video=video)
-        if latency is not None:
-            print(f"inference latency charged in sim time: {latency.name}")
+        session.open(print)
+        loop = session.add_policy(preset.name, runtime, video_dir=run_dir if args.video else None)
+        if session.latency is not None:
+            print(f"inference latency charged in sim time: {session.latency.name}")
         print(f"joint limits from {loop.limits_source}; telemetry: {loop.telemetry.path}")
         print("Space/Esc: emergency stop   Ctrl-C: stop and exit")
         stop = threading.Event()
         printer = _Printer(args.quiet)
         for i in range(args.episodes):
-            if is_sim:
-                link.request({"op": "reset", "item": args.item, "seed": args.seed + i, "scene": args.scene})
+            if session.is_sim:
+                session.reset(args.item, args.seed + i, args.scene)
             elif i > 0:
                 if input("reset the scene, then Enter to start the next episode (q + Enter to quit): ").strip() == "q":
                     break
-            with EstopKeys(loop.estop, on_quit=stop.set):
-                result = loop.run_episode(args.max_time, stop=stop, on_status=printer)
+            with EstopKeys(session.stop, on_quit=stop.set):
+                result = session.run_episode(preset.name, args.max_time, stop=stop, on_status=printer)
             printer.end()
             results.append(result)
-            if result.telemetry.get("video"):
-                print(f"video: {result.telemetry['video']}")
-            t = result.telemetry
-            seed = f" seed {args.seed + i}" if is_sim else ""
-            # Late/skipped actions need a wall clock; in sim time they are zero by construction: not printed.
-            timing = (f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"
-                      if latency is not None else f"{t['hz']:.1f} Hz, jitter p99 {t['jitter_p99_ms']:.1f} ms, "
-                      f"lateness p99 {t['lateness_ms_p99']:.1f} ms, overruns {t['overruns']}, "
-                      f"skipped ticks {t['skipped_ticks']}, late {t['late_actions']}, skipped {t['skipped_actions']}")
-            print(f"episode {i + 1}/{args.episodes}{seed}: {result.outcome} in {result.duration_s:.1f} s"
-                  f"{' (' + result.error + ')' if result.error else ''}; chunks {t['chunks']}, infer p50 "
-                  f"{t['infer_ms_p50']:.1f} ms, stall {t['stall_ticks']}, dropped {t['dropped_actions']}, "
-                  "boundary jump max "
-                  f"{t['boundary_jump_arm_deg_max']:.1f} deg, {timing}",
-                  flush=True)
+            _print_episode(result, i, args, preset, session)
             if result.interrupted or result.outcome in ("estop", "stale") or stop.is_set():
                 break
+    except SessionError as exc:
+        print(f"lekiwi-drift run: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: robot stopped")
     finally:
-        if loop is not None:
-            loop.close()
-        link.close()
-        if local is not None:
-            local.stop()
+        session.close()
     _write_summary(run_dir, preset, runtime, args, results)
     return 0 if results and all(r.outcome not in ("error", "stale") for r in results) else 1
+
+
+def _print_episode(result, i: int, args, preset, session) -> None:
+    if result.telemetry.get("video"):
+        print(f"video: {result.telemetry['video']}")
+    t = result.telemetry
+    seed = f" seed {args.seed + i}" if session.is_sim else ""
+    # Late/skipped actions need a wall clock; in sim time they are zero by construction: not printed.
+    timing = (f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"
+              if session.latency is not None else f"{t['hz']:.1f} Hz, jitter p99 {t['jitter_p99_ms']:.1f} ms, "
+              f"lateness p99 {t['lateness_ms_p99']:.1f} ms, overruns {t['overruns']}, "
+              f"skipped ticks {t['skipped_ticks']}, late {t['late_actions']}, skipped {t['skipped_actions']}")
+    print(f"episode {i + 1}/{args.episodes}{seed}: {result.outcome} in {result.duration_s:.1f} s"
+          f"{' (' + result.error + ')' if result.error else ''}; chunks {t['chunks']}, infer p50 "
+          f"{t['infer_ms_p50']:.1f} ms, stall {t['stall_ticks']}, dropped {t['dropped_actions']}, "
+          f"boundary jump max {t['boundary_jump_arm_deg_max']:.1f} deg, {timing}", flush=True)
 
 
 def _write_summary(run_dir: Path, preset, runtime, args, results) -> None:

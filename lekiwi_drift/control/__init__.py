@@ -1,18 +1,22 @@
 """The onboard control loop: policy presets, the warm policy runtime, the 30 Hz loop, safety, telemetry.
 
-Public API (used by `lekiwi-drift run` and the trials TUI):
+Public API (used by `lekiwi-drift run`, the trials TUI and `bench loop`, all through one RobotSession):
 
     from lekiwi_drift.control.preset import Preset, load_preset
     from lekiwi_drift.control.runtime import PolicyRuntime
-    from lekiwi_drift.control.loop import ControlLoop, EpisodeResult, TickStatus
+    from lekiwi_drift.control.session import RobotSession, SimSpec
+    from lekiwi_drift.control.loop import EpisodeResult, TickStatus
 
     preset = load_preset("drift")                 # a name in policies/ or a path to a .yaml
     runtime = PolicyRuntime.load(preset, robot_config)   # loads once, checks cameras/shapes, warm
     runtime.checkpoint_hash                       # short sha256 of model.safetensors
-    loop = ControlLoop(link, runtime, preset, robot_config, run_dir=None)   # link: a connected RobotLink
-    result = loop.run_episode(max_time_s=60.0, stop=threading.Event(), on_status=callback_or_None)
-    loop.estop()                                  # any thread: base stopped, arm held, outcome "estop"
-    loop.close()                                  # ends the inference thread, closes telemetry
+    session = RobotSession(robot_config, sim=SimSpec(...) or None, latency=None, run_dir=None)
+    session.open(progress)                        # start the sim if asked, connect the link
+    session.add_policy("drift", runtime)          # a ControlLoop on the session's link
+    session.reset(item, seed, scene)              # sim only
+    result = session.run_episode("drift", max_time_s=60.0, stop=threading.Event(), on_status=callback_or_None)
+    session.stop()                                # any thread, the one stop path: base stopped, arm held
+    session.close()                               # stop, end the loops' threads and telemetry, link, sim
 
 `run_episode` blocks; `on_status(TickStatus)` is called a few times a second from the loop's thread
 (`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms, stall_ticks, late_actions, queue_len,
@@ -21,10 +25,9 @@ auto_success, images, chunks, line). `EpisodeResult`: outcome in {"success", "ti
 telemetry summary dict (chunks, infer_ms_p50, prefix_ms_p50, expert_ms_p50, keystone_ms_p50, hz,
 stall_ticks, late_actions, skipped_actions, dropped_actions, lateness_ms_p99, overruns, ...). With a sim host the
 episode ends "success" as soon as `_success` is true, unless the preset sets `end_on_success: false`.
-Resetting the scene between episodes is the caller's job (`link.request({"op": "reset", ...})`).
 
 Files, one job each: preset.py (parse/validate presets), runtime.py (policy + processors, observation ->
 batch, timed chunks), scheduler.py (timestamped action queue, latency compensation, replan trigger),
-safety.py (limits, caps, holds), loop.py (the tick loop), telemetry.py (JSONL, status, summary),
+safety.py (limits, caps, holds), loop.py (the tick loop), session.py (setup, stop, teardown), worker.py (the inference thread), telemetry.py (JSONL, status, summary),
 keys.py (terminal e-stop).
 """

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import sys
 import threading
 import time
@@ -30,9 +29,10 @@ from lekiwi_drift.config.robot import RobotConfig
 from lekiwi_drift.control.preset import Preset
 from lekiwi_drift.control.runtime import PolicyRuntime
 from lekiwi_drift.control.safety import SafetyFilter, joint_limits
-from lekiwi_drift.control.scheduler import ActionSchedule, Chunk
+from lekiwi_drift.control.scheduler import ActionSchedule
 from lekiwi_drift.control.sim_time import LatencyProfile, SimTimeEpisode
 from lekiwi_drift.control.telemetry import Telemetry
+from lekiwi_drift.control.worker import InferenceWorker
 from lekiwi_drift.link.wire import Observation
 from lekiwi_drift.robots.features import STATE_KEYS
 
@@ -73,56 +73,6 @@ class EpisodeResult:
     interrupted: bool = False  # Ctrl-C: the caller should not start another episode
 
 
-class _InferenceWorker:
-    """One background thread that runs `runtime.infer`; requests carry a tag so results of an old
-    episode are recognisable."""
-
-    def __init__(self, runtime: PolicyRuntime):
-        self.runtime = runtime
-        self._requests: queue.Queue = queue.Queue()
-        self._results: queue.Queue = queue.Queue()
-        self._busy = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
-        self._thread.start()
-
-    @property
-    def busy(self) -> bool:
-        return self._busy.is_set()
-
-    def submit(self, tag: Any, obs: Observation, t_obs: float) -> None:
-        self._busy.set()
-        self._requests.put((tag, obs, t_obs))
-
-    def poll(self) -> tuple[Any, Chunk | BaseException] | None:
-        try:
-            return self._results.get_nowait()
-        except queue.Empty:
-            return None
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.busy and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return not self.busy
-
-    def close(self) -> None:
-        self._requests.put(None)
-
-    def _run(self) -> None:
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            tag, obs, t_obs = item
-            try:
-                result: Chunk | BaseException = self.runtime.infer(obs, t_obs)
-            except Exception as exc:  # handed to the loop, which stops the robot
-                exc.trace = traceback.format_exc()  # type: ignore[attr-defined]
-                result = exc
-            self._results.put((tag, result))
-            self._busy.clear()
-
-
 class ControlLoop:
     def __init__(self, link, runtime: PolicyRuntime, preset: Preset, robot_config: RobotConfig | None = None,
                  run_dir: str | Path | None = None, status_hz: float = 4.0,
@@ -140,24 +90,32 @@ class ControlLoop:
         self.telemetry = Telemetry(run_dir)
         self.status_period = 1.0 / status_hz
         self._estop = threading.Event()
+        self._estop_held = False  # the e-stop's one hold has gone out
         self._send_lock = threading.Lock()  # the loop and estop() both send; safety state is shared
-        self._worker: _InferenceWorker | None = None
+        self._worker: InferenceWorker | None = None
         self._episode = 0
         self._last_obs: Observation | None = None
 
     # -- the e-stop ----------------------------------------------------------------------------------
     def estop(self) -> None:
-        """Thread-safe: stop the base and hold the arm now, and end the running episode ("estop")."""
-        self._estop.set()
+        """Thread-safe: stop the base and hold the arm now, and end the running episode ("estop"). Exactly
+        one hold goes out (from here, or from the loop's next tick when it could not be sent from here);
+        after it, nothing: no policy action and no second hold."""
         obs = self.link.latest()
         with self._send_lock:
+            if self._estop.is_set():
+                return
+            self._estop.set()
             try:
                 self.link.send_action(self.safety.hold(obs.state if obs is not None else None))
+                self._estop_held = True
             except Exception as exc:  # not connected yet / before reset: the loop sends it on its next tick
                 log.debug("e-stop command not sent from the caller's thread: %s", exc)
 
     def clear_estop(self) -> None:
-        self._estop.clear()
+        with self._send_lock:
+            self._estop.clear()
+            self._estop_held = False
 
     def estop_requested(self) -> bool:
         return self._estop.is_set()
@@ -175,14 +133,18 @@ class ControlLoop:
     def _send(self, action: dict[str, float]) -> None:
         with self._send_lock:
             if self._estop.is_set():  # an e-stop raced this tick's command: it wins
-                action = self.safety.hold()
+                if self._estop_held:
+                    return
+                action, self._estop_held = self.safety.hold(), True
             self.link.send_action(action)
 
     def step(self, action: dict[str, float]) -> Observation:
         """Lockstep sim: send this tick's command (an e-stop wins) and return the observation after it."""
         with self._send_lock:
             if self._estop.is_set():
-                action = self.safety.hold()
+                if self._estop_held:
+                    return self.link.latest()
+                action, self._estop_held = self.safety.hold(), True
             return self.link.step(action)
 
     def command_for(self, sched: ActionSchedule, popped, have_chunk: bool) -> tuple[dict[str, float], bool]:
@@ -213,7 +175,16 @@ class ControlLoop:
                           None if success is None else bool(success), obs.images, c.chunks,
                           tel.status_line(elapsed, age_ms, left, last_info), c.skipped_actions, c.overruns)
 
-    def _safe_stop(self, obs: Observation | None) -> None:
+    def hold_idle(self, obs: Observation) -> None:
+        """Between episodes: one hold at the pose measured now (a scene reset may have moved the arm since
+        the last episode's stop fixed its pose)."""
+        with self._send_lock:
+            self.safety.reset(obs.state_dict())
+        self.hold(obs)
+
+    def hold(self, obs: Observation | None = None) -> None:
+        """Send one hold through the safety layer: base stopped, arm held at `obs`'s measured pose (or the
+        pose a previous stop fixed). Every stop of this loop ends here."""
         with self._send_lock:
             try:
                 self.link.send_action(self.safety.hold(obs.state if obs is not None else None))
@@ -238,9 +209,9 @@ class ControlLoop:
         or a stale link. Blocks; always leaves the robot stopped with the arm held."""
         self._episode += 1
         episode = self._episode
-        self._estop.clear()
+        self.clear_estop()
         if self._worker is None:
-            self._worker = _InferenceWorker(self.runtime)
+            self._worker = InferenceWorker(self.runtime)
         elif self._worker.busy:  # an inference from the previous episode is still running: let it end
             self._worker.wait_idle(30.0)
         while self._worker.poll() is not None:
@@ -273,7 +244,8 @@ class ControlLoop:
             log.error("control loop error: %s", traceback.format_exc())
             outcome, error = "error", f"{type(exc).__name__}: {exc}"
         finally:
-            self._safe_stop(obs)
+            if not self._estop_held:  # an e-stop already sent this episode's one hold
+                self.hold(obs)
             sys.setswitchinterval(saved_switch)
         obs = self.link.latest()
         success = obs.extras.get("_success") if obs is not None else None
@@ -357,7 +329,7 @@ class ControlLoop:
             if age * 1e3 > preset.safety.max_obs_age_ms:
                 stale_since = stale_since if stale_since is not None else now
                 c.stale_obs_ticks += 1
-                self._safe_stop(obs)
+                self.hold(obs)
                 if now - stale_since >= preset.safety.stale_timeout_s:
                     return "stale", f"observation older than {preset.safety.max_obs_age_ms:.0f} ms for " \
                                     f"{now - stale_since:.1f} s", obs

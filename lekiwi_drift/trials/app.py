@@ -129,9 +129,7 @@ class TrialsApp(App[int]):
     # -- app-wide actions ------------------------------------------------------------------------
     def action_estop(self) -> None:
         runner = self.current_runner
-        if runner is not None:
-            runner.estop()
-        self.backend.stop_robot()  # also when nothing runs: a stop is never wrong
+        self.backend.estop()  # the one stop path: the running loop's e-stop, or one hold between trials
         focused = self.focused
         if isinstance(focused, Input) and runner is None:
             focused.insert_text_at_cursor(" ")  # typing notes: the key is also an ordinary space
@@ -158,5 +156,5 @@ class TrialsApp(App[int]):
         if isinstance(self.screen, RunScreen):
             self.screen.stop.set()  # let the loop thread finish so the app can exit
         if self.current_runner is not None:
-            self.current_runner.estop()
+            self.backend.estop()
         self.exit(0 if self.error is None else 1)

@@ -1,0 +1,66 @@
+"""`InferenceWorker`: the control loop's one background inference thread.
+
+torch releases the GIL while it computes, so the 30 Hz loop keeps ticking while a chunk is produced
+here. Requests carry a tag (the episode number) so a result from an old episode is recognisable.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from typing import Any
+
+from lekiwi_drift.control.runtime import PolicyRuntime
+from lekiwi_drift.control.scheduler import Chunk
+from lekiwi_drift.link.wire import Observation
+
+
+class InferenceWorker:
+    """One background thread that runs `runtime.infer`, one request at a time."""
+
+    def __init__(self, runtime: PolicyRuntime):
+        self.runtime = runtime
+        self._requests: queue.Queue = queue.Queue()
+        self._results: queue.Queue = queue.Queue()
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set()
+
+    def submit(self, tag: Any, obs: Observation, t_obs: float) -> None:
+        self._busy.set()
+        self._requests.put((tag, obs, t_obs))
+
+    def poll(self) -> tuple[Any, Chunk | BaseException] | None:
+        try:
+            return self._results.get_nowait()
+        except queue.Empty:
+            return None
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self.busy
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+    def _run(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            tag, obs, t_obs = item
+            try:
+                result: Chunk | BaseException = self.runtime.infer(obs, t_obs)
+            except Exception as exc:  # handed to the loop, which stops the robot
+                exc.trace = traceback.format_exc()  # type: ignore[attr-defined]
+                result = exc
+            self._results.put((tag, result))
+            self._busy.clear()
