@@ -351,14 +351,29 @@ def test_boundary_jump_recorded_per_replan(tmp_path, mode):
                                              "lateness_ms_p99", "boundary_jump_arm_deg_max"} <= set(episode)
 
 
-def test_estop_keys_map_space_and_escape():
+@pytest.mark.parametrize(("typed", "expected"), [
+    (b" ", ["stop"]),
+    (b"\x1b", ["stop"]),  # a lone Esc: the e-stop once the terminal has been quiet for 50 ms
+    (b"\x1b[A\x1b[B\x1b[C\x1b[D\x1bOA", []),  # arrow keys start with ESC and are not the e-stop
+    (b"x\x1b[A q", ["stop", "quit"]),
+])
+def test_estop_keys_on_a_real_terminal(typed, expected):
+    """Through a pseudo-terminal and the project's one key reader (teleop/terminal.py)."""
+    import os
+
     from lekiwi_drift.control.keys import EstopKeys
 
-    hits = []
-    keys = EstopKeys(lambda: hits.append("stop"), on_quit=lambda: hits.append("quit"))
-    for ch in (" ", "\x1b", "x", "q"):
-        keys.handle(ch)
-    assert hits == ["stop", "stop", "quit"]
+    master, slave = os.openpty()
+    hits: list[str] = []
+    try:
+        with EstopKeys(lambda: hits.append("stop"), on_quit=lambda: hits.append("quit"), fd=slave) as keys:
+            assert keys.active
+            os.write(master, typed)
+            time.sleep(0.4)
+        assert hits == expected
+    finally:
+        os.close(slave)
+        os.close(master)
 
 
 # ---------------------------------------------------------------- end to end: tiny policy, lockstep sim
