@@ -67,3 +67,36 @@ def test_unreachable_host_and_missing_expert(tmp_path):
         with pytest.raises(SourceError, match=r"lekiwi-drift host --robot sim --expert"):
             run_teleop(TeleopOptions(config=str(config), host="127.0.0.1", sim=True, keyboard=False,
                                      max_time_s=0.1), out=io.StringIO())
+
+
+def test_realtime_loop_shows_the_overruns_of_a_stalling_source():
+    """Every 10th action takes 100 ms (a slow leader-arm read): the loop rate drops below 30 Hz and the
+    status line counts the overruns and the lost slots (the old rate counted lost slots as ticks)."""
+    import time
+
+    from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.robots.features import BASE_KEYS
+    from lekiwi_drift.sim.local import start_local_sim_host
+    from lekiwi_drift.teleop.session import SessionConfig, TeleopSession
+
+    class StallingSource:
+        calls = 0
+
+        def action(self, obs):
+            self.calls += 1
+            if self.calls % 10 == 0:
+                time.sleep(0.1)
+            return {**dict(zip(STATE_KEYS, map(float, obs.state))), **{k: 0.0 for k in BASE_KEYS}}
+
+    out = io.StringIO()
+    with start_local_sim_host(load_config(), clock="realtime", size="32x24") as local:
+        with RobotLink(local.config) as link:
+            link.connect()
+            session = TeleopSession(SessionConfig(sim=True, max_time_s=3.0), link, StallingSource(), out=out)
+            session.run()
+    k = session.counters
+    assert k.overruns >= 6 and k.skipped_ticks >= 12 and k.overrun_max_ms > 50.0
+    assert k.ticks + k.skipped_ticks == 90  # every slot of the 3 s either ran or is counted as lost
+    last = [line for line in out.getvalue().splitlines() if line.startswith("live |")][-1]
+    assert float(last.split("loop")[1].split("Hz")[0]) < 26.0, last
+    assert "overruns" in last and int(last.split("overruns")[1].split()[0]) >= 3, last

@@ -19,7 +19,7 @@ from lekiwi_drift.trials.protocol import parse_protocol
 from lekiwi_drift.trials.screens import (NotesScreen, PrepareScreen, ResetScreen, RunScreen, ScoreboardScreen,
                                          ScoreScreen)
 from lekiwi_drift.trials.session import TrialSession
-from lekiwi_drift.trials.widgets import Scoreboard, TrialHeader
+from lekiwi_drift.trials.widgets import LivePanel, Scoreboard, TrialHeader
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,6 +41,7 @@ class FakeStatus:
     hz: float = 30.0
     obs_age_ms: float = 12.0
     last_infer_ms: float = 35.0
+    last_latency_ms: float = 123.0
     stall_ticks: int = 0
     late_actions: int = 0
     queue_len: int = 8
@@ -180,6 +181,10 @@ async def test_full_protocol_order_scoring_abort_and_report(tmp_path):
             screen = await start_trial(pilot)
             assert screen.slot == slot and f"Trial {slot.index + 1}/6" in header_text(app)
             assert slot.policy in header_text(app)  # not blind: the name shows
+            if not ran:  # the live panel names both latencies: what the robot waits for, and compute
+                await until(pilot, lambda: "123 ms" in plain(app.screen.query_one(LivePanel)))
+                live = plain(app.screen.query_one(LivePanel))
+                assert "obs → chunk ready" in live and "inference compute" in live and "35 ms" in live
             ran.append(slot.policy)
             if slot.policy == "drift":
                 await pilot.press("s")

@@ -19,7 +19,7 @@ Public API (used by `lekiwi-drift run`, the trials TUI and `bench loop`, all thr
     session.close()                               # stop, end the loops' threads and telemetry, link, sim
 
 `run_episode` blocks; `on_status(TickStatus)` is called a few times a second from the loop's thread
-(`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms, stall_ticks, late_actions, queue_len,
+(`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms (compute), last_latency_ms (observation to chunk ready), stall_ticks, late_actions, queue_len,
 auto_success, images, chunks, line). `EpisodeResult`: outcome in {"success", "timeout", "stopped",
 "estop", "error", "stale"}, duration_s, auto_success (the sim's `_success`, else None), error, and a
 telemetry summary dict (chunks, infer_ms_p50, prefix_ms_p50, expert_ms_p50, keystone_ms_p50, hz,

@@ -57,6 +57,7 @@ class TickStatus:
     auto_success: bool | None
     images: dict[str, np.ndarray] | None
     chunks: int = 0
+    last_latency_ms: float = float("nan")  # the observation's time to the chunk being ready (what the robot waits)
     line: str = ""  # the same figures as one human-readable line
     skipped_actions: int = 0
     overruns: int = 0
@@ -172,7 +173,7 @@ class ControlLoop:
         c = tel.c
         left = sched.remaining(now)
         return TickStatus(elapsed, tel.hz(), age_ms, tel.last_infer_ms, c.stall_ticks, c.late_actions, left,
-                          None if success is None else bool(success), obs.images, c.chunks,
+                          None if success is None else bool(success), obs.images, c.chunks, tel.last_latency_ms,
                           tel.status_line(elapsed, age_ms, left, last_info), c.skipped_actions, c.overruns)
 
     def hold_idle(self, obs: Observation) -> None:

@@ -68,12 +68,14 @@ class Telemetry:
         self.c = EpisodeCounters()
         self.recent_intervals: deque = deque(maxlen=30)
         self.last_infer_ms = float("nan")
+        self.last_latency_ms = float("nan")  # observation -> chunk ready: what the robot waits for
         self.episode = 0
 
     def start_episode(self, episode: int) -> None:
         self.c = EpisodeCounters()
         self.recent_intervals.clear()
         self.last_infer_ms = float("nan")
+        self.last_latency_ms = float("nan")  # observation -> chunk ready: what the robot waits for
         self.episode = episode
 
     def write(self, record: dict[str, Any]) -> None:
@@ -118,6 +120,7 @@ class Telemetry:
         c, info = self.c, chunk.info
         c.chunks += 1
         self.last_infer_ms = info.get("infer_ms", float("nan"))
+        self.last_latency_ms = chunk.latency_s * 1e3
         c.infer_ms.append(self.last_infer_ms)
         c.charged_ms.append(info.get("charged_ms", float("nan")))
         c.prefix_ms.append(info.get("prefix_ms", float("nan")))

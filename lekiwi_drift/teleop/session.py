@@ -51,11 +51,15 @@ class SessionConfig:
 
 @dataclass
 class Counters:
-    ticks: int = 0
+    ticks: int = 0  # ticks that ran (the loop rate counts these, never the slots an overrun lost)
     frames: int = 0
     dropped: int = 0
     stale_stops: int = 0
     clamped: int = 0
+    # Real time only (a lockstep sim waits for the loop, so these are zero there by construction):
+    overruns: int = 0  # ticks that ended after the next tick's slot on the ideal 1/fps grid
+    skipped_ticks: int = 0  # grid slots lost to overruns (not replayed in a burst)
+    overrun_max_ms: float = 0.0  # the longest overrun: how far past the next slot a tick ended
 
 
 @dataclass
@@ -169,14 +173,14 @@ class TeleopSession:
         c = self.config
         limit = None if duration_s is None else max(1, int(round(duration_s * c.fps)))
         tail = int(round(c.success_tail_s * c.fps))
-        ticks = 0
+        ticks = 0  # the slot on the ideal grid t_grid + ticks/fps (skipped slots included: time left stays true)
         success_since = None
         self.counters = Counters()
-        next_tick = time.monotonic()
+        t_grid = time.monotonic()
         while limit is None or ticks < limit:
             self._tick(record, ticks, limit)
             ticks += 1
-            self.counters.ticks = ticks
+            self.counters.ticks += 1
             why = self._handle_keys()
             if why is not None:
                 return why
@@ -185,16 +189,19 @@ class TeleopSession:
                 if ticks - success_since >= tail:
                     return "success"
             if not c.lockstep:
-                next_tick += self.period
-                delay = next_tick - time.monotonic()
+                # The grid never re-anchors, so a stall shows as lateness and lost slots, not as a
+                # shifted schedule that reads "on time" afterwards.
+                delay = t_grid + ticks * self.period - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 else:
+                    self.counters.overruns += 1
+                    self.counters.overrun_max_ms = max(self.counters.overrun_max_ms, -delay * 1e3)
                     missed = int(-delay / self.period)
-                    if missed:  # overran by whole ticks: they are lost, not replayed in a burst
+                    if missed:  # whole slots passed during this tick: lost, not replayed in a burst
                         ticks += missed
+                        self.counters.skipped_ticks += missed
                         self.counters.dropped += missed if record else 0
-                        next_tick = time.monotonic()
         return "time"
 
     def _tick(self, record: bool, ticks: int, limit: int | None) -> None:
@@ -270,6 +277,9 @@ class TeleopSession:
         age_ms = self._obs.age_s() * 1000.0 if self._obs is not None else float("nan")
         parts.append(f"obs {obs_hz:4.1f} Hz age {age_ms:4.0f} ms")
         parts.append(f"loop {loop_hz:4.1f} Hz")
+        if not self.config.lockstep:
+            k = self.counters
+            parts.append(f"overruns {k.overruns} (longest {k.overrun_max_ms:.0f} ms) skipped {k.skipped_ticks}")
         parts.append(f"base x {a.get('x.vel', 0.0):+.2f} y {a.get('y.vel', 0.0):+.2f} m/s "
                      f"th {a.get('theta.vel', 0.0):+3.0f} deg/s")
         if self.keyboard is not None:

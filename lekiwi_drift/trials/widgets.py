@@ -31,7 +31,7 @@ class TrialHeader(Static):
 
 
 class LivePanel(Static):
-    """Elapsed time, chunk latency, control rate and the stall/late-action counters of the running trial."""
+    """Elapsed time, chunk latency (observation to ready, and compute), control rate and the stall/late-action counters of the running trial."""
 
     def show(self, status: Any, time_limit_s: float, phase: str) -> None:
         t = Table.grid(padding=(0, 2))
@@ -40,7 +40,9 @@ class LivePanel(Static):
         elapsed = getattr(status, "elapsed_s", None)
         t.add_row("state", Text(phase, style="bold yellow" if phase != "running" else "bold green"))
         t.add_row("elapsed", f"{_num(elapsed, '.1f', ' s')} / {time_limit_s:g} s")
-        t.add_row("chunk latency", _num(getattr(status, "last_infer_ms", None), ".0f", " ms"))
+        # What the robot waits for (observation taken -> chunk ready) and the part of it spent computing.
+        t.add_row("obs → chunk ready", _num(getattr(status, "last_latency_ms", None), ".0f", " ms"))
+        t.add_row("inference compute", _num(getattr(status, "last_infer_ms", None), ".0f", " ms"))
         t.add_row("control rate", _num(getattr(status, "hz", None), ".1f", " Hz"))
         t.add_row("stall ticks", _num(getattr(status, "stall_ticks", None), "d"))
         t.add_row("late actions", _num(getattr(status, "late_actions", None), "d"))
