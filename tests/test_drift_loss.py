@@ -1,4 +1,4 @@
-"""The drift loss against a plain loop written from DESIGN.md, plus its defining properties."""
+"""The drift loss against a plain loop (docs/design.md#the-drift-loss), plus its defining properties."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ TEMPS = (0.02, 0.05, 0.2)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Reference: DESIGN.md "Drift loss", one matching problem and one sample at a time.
+# Reference: docs/design.md#the-drift-loss, one matching problem and one sample at a time.
 
 
 def _softmax(values: list[float]) -> list[float]:

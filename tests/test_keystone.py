@@ -1,4 +1,4 @@
-"""KeyStone against a plain loop written from DESIGN.md, plus its defining properties."""
+"""KeyStone against a plain loop written from docs/design.md#keystone, plus its defining properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lekiwi_drift.policy.keystone import MAX_LLOYD_STEPS, flatten_real, keystone
 def reference_keystone(x: torch.Tensor, clusters: int = 4, tau: float = 0.3):
     """One observation's candidates x [K,F]; returns (index, spread, guard_fired, cluster_size).
 
-    Rules the design leaves open, as documented in keystone.py: lower median for an even count, ties to
+    Rules the paper leaves open, as fixed in keystone.py: lower median for an even count, ties to
     the lowest index, an empty cluster keeps its centroid, C = min(clusters, K).
     """
     k = x.shape[0]

@@ -97,7 +97,7 @@ def test_lerobot_factory_resolves_our_type(tiny_vlm_dir):
 def test_tiny_policy_size(tiny_policy):
     policy, _, _ = tiny_policy
     n = sum(p.numel() for p in policy.parameters())
-    assert 0.35e6 < n < 0.5e6  # DESIGN.md: about 0.43 M
+    assert 0.35e6 < n < 0.5e6  # docs/design.md#training-and-loading
 
 
 # ---------------------------------------------------------------- generator and training

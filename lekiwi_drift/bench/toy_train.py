@@ -5,10 +5,10 @@ Precisions:
 - "bf16-guard": the generator runs under bf16 autocast; the drift target is computed by the library's
   `drift_loss`, which lifts the field computation to fp32 with autocast off (the paper's fp32 guard).
 - "bf16-noguard": the same, but the target comes from `drift_loss_unguarded(..., dtype=bfloat16)`,
-  a direct transcription of DESIGN.md's drift-field steps that computes distances, affinities, forces
-  and the target g/s + V in bf16. It emulates a drift loss without the guard; the library's default is
-  untouched. With dtype=float32 it reproduces `drift_loss` (tests check this), so the only difference
-  between the two bf16 arms is the precision of the target.
+  a direct transcription of the drift-field steps (docs/design.md#the-drift-loss) that computes
+  distances, affinities, forces and the target g/s + V in bf16. It emulates a drift loss without the
+  guard; the library's default is untouched. With dtype=float32 it reproduces `drift_loss` (tests check
+  this), so the only difference between the two bf16 arms is the precision of the target.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def drift_loss_unguarded(
 ) -> torch.Tensor:
     """The drift loss with every step of the target computed in `dtype` (no fp32 guard, no padding).
 
-    Follows DESIGN.md's four steps literally (no Gram trick, no centring, no exp floor): what a
-    straightforward implementation under bf16 autocast would compute.
+    Follows the four steps of docs/design.md#the-drift-loss literally (no Gram trick, no centring, no
+    exp floor): what a straightforward implementation under bf16 autocast would compute.
     """
     g_live, a, _ = to_units(gen, demo, None, grouping)  # [U,B,G,S], [U,B,S]
     n_gen, size = g_live.shape[2], g_live.shape[3]

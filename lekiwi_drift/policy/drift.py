@@ -1,5 +1,5 @@
-"""The drift loss (Deng et al. 2026, grouped as in the Drift-VLA paper), per DESIGN.md
-"The policy: Drift-VLA on SmolVLA".
+"""The drift loss (Deng et al. 2026, grouped as in the Drift-VLA paper), as specified in
+docs/design.md#the-drift-loss.
 
 Vocabulary. A *matching problem* is one observation's G live samples g_1..g_G in R^S and its
 demonstration a in R^S. A *unit* is one (group, b) pair: one matching problem. A *group* is the set of
@@ -46,7 +46,7 @@ import torch
 GROUPINGS = ("action_dim", "chunk", "timestep")
 DEFAULT_TEMPERATURES = (0.02, 0.05, 0.2)
 
-_SCALE_FLOOR = 1e-3  # floor on s_bar and s (DESIGN step 2)
+_SCALE_FLOOR = 1e-3  # floor on s_bar and s (docs/design.md#the-drift-loss, step 2)
 _SELF_PENALTY = 100.0  # added to d_hat_ii so a sample never attracts or repels itself
 _AFFINITY_FLOOR = 1e-6  # floor under the product of the two softmaxes, before the sqrt
 _RMS_FLOOR = 1e-12  # only guards 0/0 when every force in a group is exactly zero

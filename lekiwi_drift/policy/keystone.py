@@ -1,14 +1,14 @@
 """KeyStone (Dai et al. 2026): pick one of K candidate chunks by geometric self-consistency.
 
-Per DESIGN.md, for each observation's candidates x_1..x_K (flattened over the real action dims):
+Per docs/design.md#keystone, for each observation's candidates x_1..x_K (flattened over the real action dims):
 1. pairwise L2 distances d_ij; global medoid m = argmin_i sum_j d_ij;
 2. spread = ||mean(x) - x_m|| / (median_{i<j} d_ij + 1e-8); if spread < tau return x_m;
 3. else k-means with C clusters initialised from the first C candidates, at most 10 Lloyd steps (stop
    when assignments are stable), one final assignment to the final centroids, and return the medoid of
    the largest cluster.
 
-Decisions the text leaves open, fixed here (tests/test_keystone.py holds a loop reference that follows
-the same rules):
+Decisions the paper's description leaves open, fixed here and stated in docs/design.md#keystone
+(tests/test_keystone.py holds a loop reference that follows the same rules):
 - median of an even number of distances is the *lower* of the two middle values (torch.median);
 - every tie (medoid, nearest centroid, largest cluster, medoid inside the cluster) goes to the lowest
   index; the cluster medoid minimises the summed distance to the members of its own cluster;

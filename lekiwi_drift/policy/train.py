@@ -28,7 +28,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last" / "pretrained_model"
 DEFAULT_VLM = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
 TINY_VLM_CACHE = Path.home() / ".cache" / "lekiwi_drift" / "tiny_smolvlm"
 
-# The tiny model (DESIGN.md "Reference figures"): 64x64 images, 4 VLM layers, chunk 10.
+# The tiny model (docs/design.md#training-and-loading): 64x64 images, 4 VLM layers, chunk 10.
 TINY_POLICY_ARGS = (
     "--policy.chunk_size=10",
     "--policy.n_action_steps=10",
