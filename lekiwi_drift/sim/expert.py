@@ -42,6 +42,10 @@ ROLL_SPEED = np.radians(240.0)
 MAX_REGRASPS = 2
 RIM_CLEARANCE = 0.03  # item bottom above the basket rim while passing over it
 PLACE_CLEARANCE = 0.01  # item bottom above the basket floor when let go
+# Pre-grasp: grasp point this far above the grasp height. 0.10 puts the open fingers ~6 cm above the
+# salt bottle's cap, so a learned policy that copies the approach a little off still clears it (0.06
+# left 2 cm, and learned policies clipped the bottle on the way down).
+PREGRASP_CLEARANCE = 0.10
 
 
 class ScriptedExpert:
@@ -87,12 +91,12 @@ class ScriptedExpert:
                 self._enter("pregrasp")
                 self._plan_grasp(item, base)
         elif phase == "pregrasp":
-            tip_goal = self._to_base(self._grasp_tip + [0.0, 0.0, 0.06], base)
+            tip_goal = self._to_base(self._grasp_tip + [0.0, 0.0, PREGRASP_CLEARANCE], base)
             if self._tip_reached(tip_goal, base, 0.008) and abs(self._roll - self._roll_goal(tip_goal)) < 0.05:
                 self._enter("descend")
         elif phase == "descend":
             tip_goal = self._to_base(self._grasp_tip, base)
-            if self._tip_reached(tip_goal, base, 0.006) or self._phase_time > 2.5:
+            if self._tip_reached(tip_goal, base, 0.006) or self._phase_time > 3.0:
                 self._enter("close")
         elif phase == "close":
             tip_goal = self._to_base(self._grasp_tip, base)
