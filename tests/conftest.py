@@ -27,7 +27,7 @@ def tiny_checkpoint(tmp_path_factory, tiny_vlm_dir):
     import torch
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
     from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
 
     torch.manual_seed(0)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
+import yaml
 
 pytest.importorskip("lerobot.policies.smolvla")
 
 import lekiwi_drift.policy  # noqa: E402,F401  (registers smolvla_drift)
-from lekiwi_drift.policy.configuration import SmolVLADriftConfig  # noqa: E402
+from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig  # noqa: E402
 
 CAMS = ("front", "wrist", "top")
 B = 2
@@ -16,7 +20,7 @@ T, A_MAX, D = 10, 16, 9  # tiny config: chunk 10, max_action_dim 16, LeKiwi's 9-
 
 
 def make_policy(vlm_dir, **overrides):
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
     from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
 
     torch.manual_seed(0)
@@ -86,12 +90,61 @@ def test_valid_config_defaults_and_flow_steps():
 
 
 def test_lerobot_factory_resolves_our_type(tiny_vlm_dir):
-    from lerobot.policies.factory import get_policy_class, make_policy_config
+    # LeRobot's own factory, by name, with nothing patched: the type gives the config class, the
+    # config's module (configuration_smolvla_drift) gives modeling_ / processor_smolvla_drift.
+    from lerobot.policies.factory import get_policy_class, make_policy_config, make_pre_post_processors
+    from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
+    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
 
     assert get_policy_class("smolvla_drift") is SmolVLADriftPolicy
-    assert isinstance(make_policy_config("smolvla_drift", device="cpu"), SmolVLADriftConfig)
+    assert SmolVLADriftPolicy.__module__ == "lekiwi_drift.policy.modeling_smolvla_drift"
+    assert type(make_policy_config("smolvla_drift", device="cpu")) is SmolVLADriftConfig
+    cfg = make_tiny_policy_config(tiny_vlm_dir)
+    ours = make_pre_post_processors(cfg, dataset_stats=None)
+    stock = make_smolvla_pre_post_processors(cfg, dataset_stats=None)
+    for got, want in zip(ours, stock, strict=True):
+        assert [type(step) for step in got.steps] == [type(step) for step in want.steps]
+
+
+def test_lerobot_plugin_flag_registers_our_type_in_a_fresh_process():
+    # What LeRobot's own scripts do with `--policy.discover_packages_path=lekiwi_drift.policy`: the
+    # import alone registers the type; nothing else of ours runs first.
+    code = ("from lerobot.configs.parser import load_plugin; load_plugin('lekiwi_drift.policy'); "
+            "from lerobot.policies.factory import get_policy_class; "
+            "print(get_policy_class('smolvla_drift').__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("lekiwi_drift.policy.modeling_smolvla_drift")
+
+
+def test_the_recorder_writes_the_image_keys_the_policy_reads():
+    # The recorder spells the prefix out to stay torch-free; it must stay LeRobot's.
+    from lekiwi_drift.policy.checkpoint import IMAGE_PREFIX
+    from lekiwi_drift.record.recorder import IMAGE_PREFIX as RECORDED
+
+    assert RECORDED == IMAGE_PREFIX == "observation.images."
+
+
+@pytest.mark.parametrize(("fields", "name"), [
+    ({"sampler": "ddim"}, "sampler"),
+    ({"flow_steps": 0}, "flow_steps"),
+    ({"keystone_samples": 0}, "keystone_samples"),
+    ({"keystone_samples": 8, "sampler": "flow"}, "keystone_samples"),
+    ({"keystone_samples": 4, "keystone_clusters": 5}, "keystone_clusters"),
+    ({"keystone_tau": -0.1}, "keystone_tau"),
+])
+def test_preset_and_config_apply_the_same_sampler_rules(tmp_path, fields, name):
+    from lekiwi_drift.config.robot import ConfigError
+    from lekiwi_drift.control.preset import load_preset
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"checkpoint": "x", **fields}))
+    with pytest.raises(ConfigError, match=rf"bad\.yaml: {name}: "):
+        load_preset(path)
+    with pytest.raises(ValueError, match=rf"{name}: "):
+        SmolVLADriftConfig(device="cpu", **fields)
 
 
 def test_tiny_policy_size(tiny_policy):

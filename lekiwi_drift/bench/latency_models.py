@@ -41,7 +41,7 @@ def make_config(vlm_dir: Path, tiny: bool, cameras: int, height: int, width: int
     """Our `SmolVLADriftConfig` for the bench: LeKiwi features (cameras at height x width, 9-D)."""
     from lerobot.configs import FeatureType, PolicyFeature
 
-    from lekiwi_drift.policy.configuration import SmolVLADriftConfig
+    from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
     from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config
 
     if cameras > len(CAMERAS):
@@ -79,7 +79,7 @@ def build_policies(cfg, dtype: torch.dtype):
     """(ours, stock) on cfg.device, eval mode, sharing one set of weights."""
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
 
     torch.manual_seed(0)
     ours = SmolVLADriftPolicy(cfg)

@@ -67,8 +67,8 @@ def _policy(full: bool, vlm_dir: Path, device: str, size: str):
     from lerobot.configs import FeatureType, PolicyFeature
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lekiwi_drift.policy.configuration import SmolVLADriftConfig
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
+    from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
     from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config, write_full_smolvlm, write_tiny_smolvlm
 
     (write_full_smolvlm if full else write_tiny_smolvlm)(vlm_dir)

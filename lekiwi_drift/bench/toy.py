@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 HELP = "drift grouping study on synthetic LeKiwi-like chunks: groupings, FM-10/FM-1, fp32 guard"
-GROUPINGS = ("action_dim", "chunk", "timestep")
 
 
 def add_arguments(parser) -> None:
@@ -46,6 +45,7 @@ def add_arguments(parser) -> None:
 def plan(args) -> list:
     """The list of RunSpecs the study trains, in the order it trains them."""
     from lekiwi_drift.bench.toy_train import RunSpec
+    from lekiwi_drift.policy.drift import GROUPINGS
 
     bf16 = [] if args.bf16_groupings == "none" else [g.strip() for g in args.bf16_groupings.split(",") if g.strip()]
     unknown = set(bf16) - set(GROUPINGS)

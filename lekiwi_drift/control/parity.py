@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lekiwi_drift.control.parity_checks import (ACTION_KEY, IMAGE_PREFIX, STATE_KEY, Finding, NormParity, as_nchw,
-                                                checkpoint_stats, diagnose_image, image_candidates, image_fix,
-                                                norm_checks, size_warnings, state_finding, token_finding)
+from lekiwi_drift.control.parity_checks import (Finding, NormParity, as_nchw, checkpoint_stats, diagnose_image,
+                                                image_candidates, image_fix, norm_checks, size_warnings,
+                                                state_finding, token_finding)
+from lekiwi_drift.policy.checkpoint import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 from lekiwi_drift.robots.features import STATE_KEYS
 
 

@@ -13,11 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lekiwi_drift.policy.checkpoint import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 from lekiwi_drift.robots.features import STATE_KEYS
-
-IMAGE_PREFIX = "observation.images."
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
 
 # Images are compared in the policy's input units; SmolVLA leaves images unnormalised (VISUAL:
 # IDENTITY), so these are [0, 1] pixel units. The wire's JPEG (q90) alone costs ~0.005-0.01 mean and up

@@ -5,7 +5,8 @@ how many actions of each chunk to execute, control rate, sync/async mode, which 
 which policy image key, the task string, and safety overrides. `load_preset("drift")` looks for
 `./policies/drift.yaml`, then the repository's `policies/drift.yaml`; `load_preset("path/x.yaml")`
 reads that file. Relative paths inside a preset are relative to the preset file, so a preset and its
-checkpoint move together. A wrong field raises `ConfigError` naming the field, like config/robot.py.
+checkpoint move together. A wrong field raises `ConfigError` naming the field, like config/robot.py; the
+sampler/KeyStone rules are the policy config's (`sampler_problems`), applied here to the preset's fields.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 import yaml
 
 from lekiwi_drift.config.robot import ConfigError
+from lekiwi_drift.policy.checkpoint import IMAGE_PREFIX
+from lekiwi_drift.policy.configuration_smolvla_drift import sampler_problems
 from lekiwi_drift.robots.features import MAX_ANGULAR_SPEED_DEG, MAX_LINEAR_SPEED
 
 MODES = ("sync", "async")
-SAMPLERS = ("drift", "flow")
-IMAGE_PREFIX = "observation.images."
 # The repository's own presets (an editable install runs from the checkout).
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -128,20 +129,12 @@ def validate(p: Preset) -> Preset:
         raise ConfigError(f"{w}: checkpoint: empty; set it to a trained policy directory")
     if p.mode not in MODES:
         raise ConfigError(f"{w}: mode: {p.mode!r} is not one of {MODES}")
-    if p.sampler not in SAMPLERS:
-        raise ConfigError(f"{w}: sampler: {p.sampler!r} is not one of {SAMPLERS}")
-    if p.flow_steps < 1:
-        raise ConfigError(f"{w}: flow_steps: {p.flow_steps} must be >= 1")
-    if p.keystone_samples < 1:
-        raise ConfigError(f"{w}: keystone_samples: {p.keystone_samples} must be >= 1 (1 = KeyStone off)")
-    if p.keystone_samples > 1 and p.sampler != "drift":
-        raise ConfigError(f"{w}: keystone_samples: KeyStone selects among one-step samples; it needs "
-                          f"sampler: drift (got sampler: {p.sampler})")
-    if p.keystone and not 1 <= p.keystone_clusters <= p.keystone_samples:
-        raise ConfigError(f"{w}: keystone_clusters: {p.keystone_clusters} must be between 1 and "
-                          f"keystone_samples ({p.keystone_samples})")
-    if p.keystone_tau < 0:
-        raise ConfigError(f"{w}: keystone_tau: {p.keystone_tau} must be >= 0")
+    # The policy config owns the sampler/KeyStone rules (one copy for presets and checkpoints); the
+    # preset's fields carry the config's names, so the first broken rule names the line to fix.
+    sampler = sampler_problems(p.sampler, p.flow_steps, p.keystone_samples, p.keystone_clusters, p.keystone_tau)
+    if sampler:
+        name, problem = sampler[0]
+        raise ConfigError(f"{w}: {name}: {problem}")
     if p.n_action_steps < 0:
         raise ConfigError(f"{w}: n_action_steps: {p.n_action_steps} must be >= 1 (or 0: the checkpoint's)")
     if not 1.0 <= p.control_hz <= 200.0:

@@ -79,8 +79,8 @@ class PolicyRuntime:
              warmup: bool = True) -> "PolicyRuntime":
         """Load the preset's checkpoint for this robot. Raises PolicyMismatchError (from
         policy/checkpoint.py) when cameras, state or action disagree, before the model is built."""
-        from lekiwi_drift.policy.checkpoint import (PolicyMismatchError, load_policy, resolve_checkpoint_dir,
-                                                    robot_features)
+        from lekiwi_drift.policy.checkpoint import (IMAGE_PREFIX, PolicyMismatchError, load_policy,
+                                                    resolve_checkpoint_dir, robot_features)
 
         cams = list(robot_cameras if robot_cameras is not None else
                     (robot_config.camera_names if robot_config is not None else []))
@@ -92,7 +92,7 @@ class PolicyRuntime:
                 "fix `cameras:` in the preset or the robot config")
         ckpt = resolve_checkpoint_dir(preset.checkpoint)
         device = pick_device(preset.device)
-        policy_cams = [k.removeprefix("observation.images.") for k in camera_map.values()]
+        policy_cams = [k.removeprefix(IMAGE_PREFIX) for k in camera_map.values()]
         policy, pre, post = load_policy(ckpt, robot_features=robot_features(policy_cams, len(STATE_KEYS),
                                                                             len(STATE_KEYS)),
                                         vlm_dir=preset.vlm_dir or None, device=device,

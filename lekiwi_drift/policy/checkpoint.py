@@ -19,10 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
+
 VLM_DIR_ENV = "LEKIWI_DRIFT_VLM_DIR"
-IMAGE_PREFIX = "observation.images."
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
+# The policy's feature names are LeRobot's: the rest of the package takes them from here.
+IMAGE_PREFIX = f"{OBS_IMAGES}."  # "observation.images." + camera name
+STATE_KEY = OBS_STATE
+ACTION_KEY = ACTION
 
 
 class PolicyMismatchError(ValueError):
@@ -101,10 +104,9 @@ def check_features(config, robot: Mapping[str, Any]) -> None:
 def load_config(path: str | Path, vlm_dir: str | Path | None = None, device: str = "cpu", **overrides):
     """The checkpoint's `SmolVLADriftConfig`, with the offline VLM override and field overrides
     (e.g. `sampler="flow", flow_steps=10, keystone_samples=8`) applied and validated."""
-    import lekiwi_drift.policy  # noqa: F401  (registers smolvla_drift)
     from lerobot.configs import PreTrainedConfig
 
-    from lekiwi_drift.policy.configuration import SmolVLADriftConfig
+    from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
 
     ckpt = resolve_checkpoint_dir(path)
     config = PreTrainedConfig.from_pretrained(ckpt)
@@ -137,7 +139,7 @@ def load_policy(
     """
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
+    from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
 
     ckpt = resolve_checkpoint_dir(path)
     config = load_config(ckpt, vlm_dir=vlm_dir, device=device, **overrides)

@@ -6,13 +6,21 @@ the one-step generator with the drift loss. At inference, `sampler="drift"` runs
 (optionally KeyStone over `keystone_samples` candidates), `sampler="flow"` runs SmolVLA's Euler loop
 with `flow_steps` steps.
 
-How LeRobot finds the rest (lerobot 0.6.1, `lerobot/policies/factory.py`): `get_policy_class` and
-`make_pre_post_processors` take this class's module path, replace "configuration_" by "modeling_" /
-"processor_" and import `SmolVLADriftPolicy` / `make_smolvla_drift_pre_post_processors` from it. Our
-module is named `configuration` (no underscore suffix), so both lookups land on *this* module; the
-module-level `__getattr__` at the bottom resolves those two names lazily from `modeling.py` and
-`processor.py`. That is LeRobot's documented plugin path, with no change to lerobot itself, and it
-keeps torch/transformers-heavy imports out of config parsing.
+How LeRobot 0.6.1 finds this policy (`lerobot/policies/factory.py`), with no shim:
+- the type: `@PreTrainedConfig.register_subclass("smolvla_drift")` below adds this class to draccus'
+  choice registry when this module is imported. 0.6.1 has no entry-point discovery for a package named
+  like ours (`register_third_party_plugins` only imports distributions named `lerobot_policy_*`), so
+  the registration runs on import: `import lekiwi_drift.policy` (our CLI, loader and tests do this), or
+  `--policy.discover_packages_path=lekiwi_drift.policy` on LeRobot's own scripts (its `load_plugin`).
+  Then `make_policy_config("smolvla_drift")` returns this class.
+- the policy class: `get_policy_class` drops "Config" from the class name (+ "Policy") and swaps
+  "configuration_" for "modeling_" in this module's path: `modeling_smolvla_drift.SmolVLADriftPolicy`.
+- the processors: `make_pre_post_processors` swaps "configuration_" for "processor_" and calls
+  `make_<type>_pre_post_processors`: `processor_smolvla_drift.make_smolvla_drift_pre_post_processors`.
+The modeling and processor modules are imported only by those lookups, so parsing a config stays light.
+
+The sampler/KeyStone rules live here once (`sampler_problems`): the config's `validate()` and the
+run presets (control/preset.py) both apply them, each wording the error for its own reader.
 """
 
 from __future__ import annotations
@@ -22,9 +30,36 @@ from dataclasses import dataclass, field
 from lerobot.configs import PreTrainedConfig
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
+from lekiwi_drift.policy.drift import DEFAULT_TEMPERATURES, GROUPINGS
+
 OBJECTIVES = ("drift", "flow")
-GROUPINGS = ("action_dim", "chunk", "timestep")
 SAMPLERS = ("drift", "flow")
+
+
+def sampler_problems(sampler: str, flow_steps: int, keystone_samples: int, keystone_clusters: int,
+                     keystone_tau: float) -> list[tuple[str, str]]:
+    """(field, problem) for every broken inference-sampler rule, in the order a reader should fix them.
+
+    The field is the name shared by the config and a preset, so each caller can say where to fix it.
+    """
+    p: list[tuple[str, str]] = []
+    if sampler not in SAMPLERS:
+        p.append(("sampler", f"{sampler!r} is not one of {SAMPLERS}"))
+    if flow_steps < 1:
+        p.append(("flow_steps", f"{flow_steps} must be >= 1"))
+    if keystone_samples < 1:
+        p.append(("keystone_samples", f"{keystone_samples} must be >= 1 (1 = KeyStone off)"))
+    if keystone_samples > 1:
+        if sampler != "drift":
+            p.append(("keystone_samples", f"{keystone_samples} needs sampler 'drift', not {sampler!r}: KeyStone "
+                      "selects among one-step samples, not flow integrations; set sampler to drift or "
+                      "keystone_samples to 1"))
+        if not 1 <= keystone_clusters <= keystone_samples:
+            p.append(("keystone_clusters", f"{keystone_clusters} must be between 1 and keystone_samples "
+                      f"({keystone_samples})"))
+    if keystone_tau < 0:
+        p.append(("keystone_tau", f"{keystone_tau} must be >= 0"))
+    return p
 
 
 @PreTrainedConfig.register_subclass("smolvla_drift")
@@ -37,7 +72,8 @@ class SmolVLADriftConfig(SmolVLAConfig):
     drift_grouping: str = "action_dim"
     # G: live samples per observation in training (the prefix is encoded once and repeated G times).
     drift_samples: int = 8
-    drift_temperatures: tuple[float, ...] = field(default_factory=lambda: (0.02, 0.05, 0.2))
+    # Softmax temperatures of the drift field; the drift maths (drift.py) owns the default.
+    drift_temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
 
     # Inference: "drift" = one expert pass at t=1; "flow" = Euler integration with `flow_steps` steps
     # (10 = the FM-10 baseline, 1 = truncated FM-1, which equals the drift sampler's function).
@@ -58,11 +94,7 @@ class SmolVLADriftConfig(SmolVLAConfig):
     def __post_init__(self):
         super().__post_init__()
         self.drift_temperatures = tuple(float(t) for t in self.drift_temperatures)
-        problems = self._problems()
-        if problems:
-            raise ValueError("Invalid smolvla_drift config: " + "; ".join(problems))
-        # SmolVLA's Euler loop reads `num_steps`; `flow_steps` is the one knob users set.
-        self.num_steps = self.flow_steps
+        self.validate()
 
     def _problems(self) -> list[str]:
         p: list[str] = []
@@ -70,8 +102,6 @@ class SmolVLADriftConfig(SmolVLAConfig):
             p.append(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.drift_grouping not in GROUPINGS:
             p.append(f"drift_grouping must be one of {GROUPINGS}, got {self.drift_grouping!r}")
-        if self.sampler not in SAMPLERS:
-            p.append(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.objective == "drift" and self.drift_samples < 2:
             p.append(
                 f"drift_samples (G) must be >= 2 with objective 'drift' (the loss repels siblings), "
@@ -79,23 +109,8 @@ class SmolVLADriftConfig(SmolVLAConfig):
             )
         if not self.drift_temperatures or any(t <= 0 for t in self.drift_temperatures):
             p.append(f"drift_temperatures must be a non-empty list of positive numbers, got {self.drift_temperatures}")
-        if self.flow_steps < 1:
-            p.append(f"flow_steps must be >= 1, got {self.flow_steps}")
-        if self.keystone_samples < 1:
-            p.append(f"keystone_samples (K) must be >= 1 (1 = KeyStone off), got {self.keystone_samples}")
-        if self.keystone_samples > 1:
-            if self.sampler != "drift":
-                p.append(
-                    f"KeyStone (keystone_samples={self.keystone_samples}) needs sampler 'drift'; "
-                    f"it selects among one-step samples, not flow integrations (sampler={self.sampler!r})"
-                )
-            if not 1 <= self.keystone_clusters <= self.keystone_samples:
-                p.append(
-                    f"keystone_clusters must be between 1 and keystone_samples ({self.keystone_samples}), "
-                    f"got {self.keystone_clusters}"
-                )
-        if self.keystone_tau < 0:
-            p.append(f"keystone_tau must be >= 0, got {self.keystone_tau}")
+        p += [f"{name}: {problem}" for name, problem in sampler_problems(
+            self.sampler, self.flow_steps, self.keystone_samples, self.keystone_clusters, self.keystone_tau)]
         if not self.use_cache:
             # The one-step generator encodes the prefix once and reads it back from the KV cache.
             p.append("use_cache must be True (the prefix is encoded once into the KV cache)")
@@ -107,22 +122,11 @@ class SmolVLADriftConfig(SmolVLAConfig):
         return p
 
     def validate(self) -> None:
-        """Re-check after fields were changed on a live config (e.g. by a preset or a loader)."""
+        """Check every field; run at construction and again after fields were changed on a live config
+        (e.g. by a preset or a loader)."""
         problems = self._problems()
         if problems:
             raise ValueError("Invalid smolvla_drift config: " + "; ".join(problems))
+        # SmolVLA's Euler loop reads `num_steps`; `flow_steps` is the one knob users set.
         self.num_steps = self.flow_steps
 
-
-def __getattr__(name: str):
-    # PEP 562 lazy attributes: LeRobot's factory resolves the policy class and processor factory from
-    # this module by naming convention (see the module docstring).
-    if name == "SmolVLADriftPolicy":
-        from lekiwi_drift.policy.modeling import SmolVLADriftPolicy
-
-        return SmolVLADriftPolicy
-    if name == "make_smolvla_drift_pre_post_processors":
-        from lekiwi_drift.policy.processor import make_smolvla_drift_pre_post_processors
-
-        return make_smolvla_drift_pre_post_processors
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,6 +43,8 @@ import math
 
 import torch
 
+# The one definition of the groupings and default temperatures: the policy config and the benches
+# take them from here, so the maths and what a config may ask for cannot drift apart.
 GROUPINGS = ("action_dim", "chunk", "timestep")
 DEFAULT_TEMPERATURES = (0.02, 0.05, 0.2)
 

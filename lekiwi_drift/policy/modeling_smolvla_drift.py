@@ -20,7 +20,7 @@ from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LAN
 from lerobot.utils.import_utils import require_package
 from torch import Tensor
 
-from lekiwi_drift.policy.configuration import SmolVLADriftConfig
+from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
 from lekiwi_drift.policy.drift import drift_loss
 from lekiwi_drift.policy.generator import DriftFlowMatching
 

@@ -258,7 +258,7 @@ def make_tiny_policy_config(vlm_dir: str | Path, input_features=None, output_fea
     """
     from lerobot.configs import FeatureType, PolicyFeature
 
-    from lekiwi_drift.policy.configuration import SmolVLADriftConfig
+    from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
 
     if input_features is None:
         input_features = {

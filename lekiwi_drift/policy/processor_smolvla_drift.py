@@ -4,8 +4,8 @@ Drift-VLA changes only the training objective and the sampler, so observations a
 batched, tokenised (with the VLM's tokenizer) and normalised, and actions unnormalised, exactly as
 for SmolVLA. Saved pipelines therefore load with LeRobot's own `PolicyProcessorPipeline.from_pretrained`.
 
-LeRobot's `make_pre_post_processors(cfg)` finds `make_smolvla_drift_pre_post_processors` by
-convention through `lekiwi_drift.policy.configuration` (see its docstring), so no wrapper is needed.
+LeRobot's `make_pre_post_processors(cfg)` finds `make_smolvla_drift_pre_post_processors` here by its
+naming convention (configuration_smolvla_drift -> processor_smolvla_drift; see that module's docstring).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
-from lekiwi_drift.policy.configuration import SmolVLADriftConfig
+from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
 
 
 def make_smolvla_drift_pre_post_processors(

@@ -32,6 +32,8 @@ from lekiwi_drift.robots.features import STATE_KEYS
 log = logging.getLogger(__name__)
 
 FPS = 30
+# LeRobot's OBS_IMAGES + "." (policy/checkpoint.IMAGE_PREFIX), spelled out: importing either loads torch,
+# and `teleop` imports this module even when it does not record.
 IMAGE_PREFIX = "observation.images."
 JOURNAL_DIR = "meta/.journal"
 JOURNAL_MARKER = "files.json"
