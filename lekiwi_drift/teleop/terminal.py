@@ -41,7 +41,7 @@ class TerminalReader:
                  kitty: bool = False):
         """`on_event` runs on the reader thread (and on the caller's during kitty detection)."""
         self.on_event = on_event
-        self._fd = sys.stdin.fileno() if fd is None else fd
+        self._fd = fd  # None: stdin's, looked up in start()
         self._out = out if out is not None else sys.stdout
         self._want_kitty = kitty
         self._decoder = KeyDecoder()
@@ -52,9 +52,11 @@ class TerminalReader:
         self.mode = OFF
 
     def start(self) -> "TerminalReader":
-        try:
+        try:  # a replaced stdin (pytest's capture, a pipe wrapper) may have no descriptor at all
+            if self._fd is None:
+                self._fd = sys.stdin.fileno()
             tty_ok = os.isatty(self._fd)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
             tty_ok = False
         if not tty_ok:
             log.info("stdin is not a terminal: no keys")
