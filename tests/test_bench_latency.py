@@ -1,5 +1,6 @@
 """`bench latency` on the TINY model: end to end with every variant, the stock baseline really shares
-our weights, and the batched-vision lever keeps the outputs. Never needs a GPU."""
+our weights, the batched-vision lever keeps the outputs, and peak memory is measured per variant (each
+in a fresh process). Never needs a GPU."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 pytest.importorskip("lerobot.policies.smolvla")
 
@@ -86,7 +88,9 @@ def test_bench_runs_end_to_end_with_every_variant(tiny_vlm_dir, tmp_path, capsys
 
     parser = argparse.ArgumentParser()
     latency.add_arguments(parser)
-    args = parser.parse_args(["--tiny", "--rounds", "1", "--warmup", "1", "--threads", "1",
+    # --no-memory: the per-variant memory processes are tested on their own below (each one imports
+    # torch and LeRobot and builds the model again, minutes for all seven on a loaded 2-core box).
+    args = parser.parse_args(["--tiny", "--rounds", "1", "--warmup", "1", "--threads", "1", "--no-memory",
                               "--vlm-dir", str(tiny_vlm_dir), "--out", str(tmp_path)])
     assert latency.run(args) == 0
     out = capsys.readouterr().out
@@ -99,9 +103,57 @@ def test_bench_runs_end_to_end_with_every_variant(tiny_vlm_dir, tmp_path, capsys
     data = json.loads((tmp_path / "latency.json").read_text())
     assert set(data["rows"]) == set(VARIANTS)
     for row in data["rows"].values():
-        assert row["total"] > 0 and row["prefix"] > 0 and row["expert"] > 0 and row["peak_mib"] > 0
+        assert row["total"] > 0 and row["prefix"] > 0 and row["expert"] > 0 and "peak_mib" not in row
+    assert "peak RSS, own process" not in out and data["meta"]["memory"] is None
     assert data["rows"]["drift+KS K=8"]["keystone"] > 0
-    assert (tmp_path / "latency.png").stat().st_size > 0
+    with Image.open(tmp_path / "latency.png") as img:  # matplotlib, fixed pixel size (charts.py)
+        assert img.format == "PNG" and img.size == (1200, 460)
+
+
+def test_peak_rss_is_measured_per_piece_of_work():
+    """The CPU memory column's mechanism: each piece of work in its own fresh process, its setup's
+    transient peak and the (large) parent excluded. A process-wide figure would be equal for both."""
+    from lekiwi_drift.bench.memory import peak_in_fresh_process
+    from tests.memory_helpers import allocate, setup_with_transient, touch
+
+    parent = touch(300)  # noqa: F841  (a big parent must not show up in the child's figure)
+    idle = peak_in_fresh_process(setup_with_transient, allocate, 200, 0)
+    busy = peak_in_fresh_process(setup_with_transient, allocate, 200, 150)
+    assert 0 <= idle["work_mib"] < 20, idle  # setup's 200 MiB were freed before the work and do not count
+    assert idle["peak_mib"] < 150, idle  # neither the parent's 300 MiB nor setup's 200 MiB
+    assert 145 <= busy["work_mib"] < 170, busy
+    assert busy["peak_mib"] - idle["peak_mib"] > 140
+
+
+@pytest.mark.slow
+def test_cpu_memory_runs_a_variant_in_its_own_process(tiny_vlm_dir):
+    """The bench's memory child for one variant: it builds the policies and runs a chunk on its own."""
+    from lekiwi_drift.bench import latency
+
+    v = next(v for v in latency.variants(8, 4) if v["name"] == "drift+KS K=8")
+    settings = {"vlm_dir": str(tiny_vlm_dir), "tiny": True, "cameras": 3, "height": 64, "width": 64,
+                "dtype": "float32", "threads": 1, "batch_vision": True, "compile": False}
+    lines = []
+    memory = latency.cpu_memory([v], settings, progress=lines.append)
+    m = memory["drift+KS K=8"]
+    assert 0 < m["work_mib"] < m["peak_mib"]
+    assert lines == [f"memory, own process: drift+KS K=8 peak RSS {m['peak_mib']:.0f} MiB "
+                     f"(+{m['work_mib']:.0f} over the built model)"]
+
+
+def test_table_shows_each_variants_own_memory():
+    from lekiwi_drift.bench.latency_report import format_table
+
+    row = {"who": "ours", "total": 10.0, "min_total": 9.0, "prefix": 8.0, "expert": 1.0, "keystone": 0.0, "other": 1.0}
+    rows = {"drift-1": row | {"peak_mib": 900.0, "chunk_mib": 20.0},
+            "drift+KS K=8": row | {"peak_mib": 1010.0, "chunk_mib": 130.0}}
+    table = format_table({"rows": rows, "meta": {"device": "cpu"}})
+    assert "| peak RSS, own process (MiB) |" in table.splitlines()[0]
+    assert table.splitlines()[2].endswith("| 900 (+20) |") and table.splitlines()[3].endswith("| 1010 (+130) |")
+    cuda = format_table({"rows": {"drift-1": row | {"peak_mib": 700.0}}, "meta": {"device": "cuda"}})
+    assert cuda.splitlines()[2].endswith("| 700 |") and "peak GPU alloc" in cuda
+    bare = format_table({"rows": {"drift-1": row}, "meta": {"device": "cpu"}})
+    assert bare.splitlines()[0].endswith("| other |")
 
 
 def test_bf16_backbone_runs_on_cpu(tiny_vlm_dir):

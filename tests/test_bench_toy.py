@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 
 from lekiwi_drift.bench.toy_data import (
     CHUNK, GRIPPER, LEFT, THETA_VEL, Y_VEL, chunk_modes, left_probability, sample_chunks, sample_contexts,
@@ -116,5 +117,8 @@ def test_quick_study_runs_end_to_end(tmp_path, capsys):
     for row in ("true sampler", "drift-action_dim", "drift-chunk", "drift-timestep", "FM-10", "FM-1",
                 "drift-action_dim [bf16-guard]", "drift-action_dim [bf16-noguard]"):
         assert f"| {row} |" in out
-    for name in ("toy_results.json", "toy_grouping_metrics.png", "toy_grouping_samples.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "toy_results.json").stat().st_size > 0
+    with Image.open(tmp_path / "toy_grouping_metrics.png") as img:  # matplotlib, fixed pixel sizes (charts.py)
+        assert img.format == "PNG" and img.size == (1500, 900)
+    with Image.open(tmp_path / "toy_grouping_samples.png") as img:  # one 110 px row per method, true sampler too
+        assert img.format == "PNG" and img.size == (1300, 60 + 110 * 8)

@@ -16,9 +16,12 @@ Each chunk is split into prefix encoding (vision + language + state into the KV 
 KeyStone selection and other (image resize/pad, state padding, queue handling). Variants run
 round-robin, the starting variant rotating each round, so machine-load noise hits all of them alike;
 the table reports medians over the timed rounds. Before timing, the chunks of the shared-prefix pass
-are checked against the stock pass for the same noise (max |difference|). Peak memory: on CUDA
-`max_memory_allocated` per variant; on CPU the peak resident set size sampled every 2 ms while the
-variant runs.
+are checked against the stock pass for the same noise (max |difference|). Peak memory, per variant: on
+CUDA `max_memory_allocated` around the variant's chunks (the caching allocator counts live tensors, so
+it separates variants in one process); on CPU the peak RSS of a fresh process that builds the same
+policies and runs one chunk of that variant only (lekiwi_drift.bench.memory: in one process RSS is a
+high-water mark over every variant, and freed memory stays resident for the next one), with how far
+that peak rose over the built model.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import json
 import platform
 import resource
 import statistics
-import threading
 from pathlib import Path
 
 HELP = "per-chunk latency at full SmolVLA size: drift-1, FM-10, FM-1, drift+KeyStone vs stock SmolVLA"
@@ -52,35 +54,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny test VLM instead of full SmolVLA shapes")
     parser.add_argument("--vlm-dir", default=None, help="offline SmolVLM dir (default: written to ~/.cache)")
     parser.add_argument("--quick", action="store_true", help="2 timed rounds after 1 warm-up")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="no peak-memory column (on CPU it costs one fresh process per variant: imports, "
+                             "model build and one chunk each, after the timed rounds)")
     parser.add_argument("--out", default=None, help="folder for latency.json and latency.png")
-
-
-class PeakRSS:
-    """Peak resident set size (bytes) of this process while the `with` block runs, sampled by a thread."""
-
-    def __init__(self, period_s: float = 0.002):
-        self.period_s, self.peak = period_s, 0
-        self._stop = threading.Event()
-        self._page = resource.getpagesize()
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self._page
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self):
-        self.peak = self._rss()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
 
 
 def variants(k: int, clusters: int) -> list[dict]:
@@ -142,19 +119,64 @@ def time_chunk(v: dict, ours, stock, timer, batch: dict, device) -> dict:
     timer.reset()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with PeakRSS() as rss:
-        t0 = sync(device)
-        chunk = policy.predict_action_chunk(dict(batch))
-        total = (sync(device) - t0) * 1e3
+    t0 = sync(device)
+    chunk = policy.predict_action_chunk(dict(batch))
+    total = (sync(device) - t0) * 1e3
     if v["who"] == "ours":
         info = policy.last_chunk_info
         prefix, expert, keystone = info["prefix_ms"], info["expert_ms"], info["keystone_ms"]
     else:
         (prefix, expert), keystone = timer.split_ms(), 0.0
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak
     assert torch.isfinite(chunk).all(), f"{v['name']}: non-finite actions"
-    return {"total": total, "prefix": prefix, "expert": expert, "keystone": keystone,
-            "other": max(0.0, total - prefix - expert - keystone), "peak_mib": peak / 2**20}
+    m = {"total": total, "prefix": prefix, "expert": expert, "keystone": keystone,
+         "other": max(0.0, total - prefix - expert - keystone)}
+    if device.type == "cuda":
+        m["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return m
+
+
+def memory_setup(settings: dict, v: dict):
+    """In the memory child: the timed process's policies, levers and batch, configured for variant v.
+    With --compile one chunk runs here, so compilation's own memory is not counted as the chunk's."""
+    import torch
+
+    from lekiwi_drift.bench.latency_models import build_policies, make_batch, make_config
+    from lekiwi_drift.bench.levers import compile_expert
+
+    s = settings
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    cfg = make_config(Path(s["vlm_dir"]), s["tiny"], s["cameras"], s["height"], s["width"], "cpu")
+    ours, stock = build_policies(cfg, getattr(torch, s["dtype"]))
+    ours.config.batch_vision = s["batch_vision"]
+    policy = ours if v["who"] == "ours" else stock
+    _configure(policy, v)
+    state = (policy, make_batch(ours, s["cameras"], s["height"], s["width"]))
+    if s["compile"]:
+        compile_expert(policy.model)
+        memory_work(state)
+    return state
+
+
+def memory_work(state) -> None:
+    import torch
+
+    policy, batch = state
+    policy.reset()
+    with torch.inference_mode():
+        assert torch.isfinite(policy.predict_action_chunk(dict(batch))).all()
+
+
+def cpu_memory(vs: list[dict], settings: dict, progress=print) -> dict[str, dict]:
+    """{variant: {"peak_mib", "work_mib"}}, each from a fresh process of its own (bench/memory.py)."""
+    from lekiwi_drift.bench.memory import peak_in_fresh_process
+
+    out = {}
+    for v in vs:
+        out[v["name"]] = m = peak_in_fresh_process(memory_setup, memory_work, settings, v)
+        progress(f"memory, own process: {v['name']} peak RSS {m['peak_mib']:.0f} MiB "
+                 f"(+{m['work_mib']:.0f} over the built model)")
+    return out
 
 
 def measure(args, progress=print) -> dict:
@@ -198,12 +220,19 @@ def measure(args, progress=print) -> dict:
             progress(f"round {r + 1}/{total_rounds} ({tag}): " + ", ".join(
                 f"{v['name']} {samples[v['name']][-1]['total']:.0f} ms" if r >= args.warmup else v["name"]
                 for v in vs))
+    if device.type != "cuda" and not args.no_memory:
+        memory = cpu_memory(vs, {"vlm_dir": str(vlm_dir), "tiny": args.tiny, "cameras": args.cameras,
+                                 "height": height, "width": width, "dtype": args.dtype, "threads": args.threads,
+                                 "batch_vision": not args.no_batch_vision, "compile": args.compile}, progress)
     rows = {}
     for v in vs:
         runs = samples[v["name"]]
         row = {k: statistics.median(m[k] for m in runs) for k in ("total", *PARTS)}
         row["min_total"] = min(m["total"] for m in runs)
-        row["peak_mib"] = max(m["peak_mib"] for m in runs)
+        if device.type == "cuda" and not args.no_memory:
+            row["peak_mib"] = max(m["peak_mib"] for m in runs)
+        elif not args.no_memory:
+            row["peak_mib"], row["chunk_mib"] = memory[v["name"]]["peak_mib"], memory[v["name"]]["work_mib"]
         row["who"] = v["who"]
         rows[v["name"]] = row
     meta = {
@@ -214,6 +243,8 @@ def measure(args, progress=print) -> dict:
         "warmup": args.warmup, "batch_vision": not args.no_batch_vision, "compile": args.compile,
         "keystone": args.keystone, "clusters": args.clusters, "shared_vs_stock_pass": output_check,
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "memory": None if args.no_memory else "max_memory_allocated per variant" if device.type == "cuda"
+        else "peak RSS (VmHWM) of a fresh process per variant; chunk_mib = its rise over the built model",
     }
     return {"meta": meta, "rows": rows, "samples": samples}
 
@@ -229,7 +260,7 @@ def run(args) -> int:
     result = measure(args, progress=lambda line: print(line, flush=True))
     meta = result["meta"]
     print(f"\n{meta['device_name']}; {meta['params_m']:.0f} M parameters; batched vision: {meta['batch_vision']}; "
-          f"compile: {meta['compile']}; process peak RSS {meta['process_peak_rss_mib']:.0f} MiB")
+          f"compile: {meta['compile']}; this process's peak RSS (every variant) {meta['process_peak_rss_mib']:.0f} MiB")
     print(format_table(result))
     for line in checks(result):
         print("- " + line)

@@ -9,17 +9,18 @@ PARTS = ("prefix", "expert", "keystone", "other")
 
 def format_table(result: dict) -> str:
     rows, meta = result["rows"], result["meta"]
-    mem = "peak GPU alloc (MiB)" if meta["device"].startswith("cuda") else "peak RSS (MiB)"
-    lines = [
-        f"| variant | chunk ms (median) | min | prefix | expert | KeyStone | other | {mem} |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    gpu = meta["device"].startswith("cuda")
+    memory = all("peak_mib" in r for r in rows.values())  # absent with --no-memory
+    head = ["variant", "chunk ms (median)", "min", "prefix", "expert", "KeyStone", "other"]
+    if memory:  # CPU: each variant's own process (bench/memory.py); +N: its chunk's rise over the built model
+        head.append("peak GPU alloc (MiB)" if gpu else "peak RSS, own process (MiB)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
-        label = f"{'ours' if r['who'] == 'ours' else 'LeRobot'} {name.removeprefix('stock ')}"
-        lines.append(
-            f"| {label} | {r['total']:.1f} | {r['min_total']:.1f} | {r['prefix']:.1f} | {r['expert']:.1f} | "
-            f"{r['keystone']:.1f} | {r['other']:.1f} | {r['peak_mib']:.0f} |"
-        )
+        cells = [f"{'ours' if r['who'] == 'ours' else 'LeRobot'} {name.removeprefix('stock ')}",
+                 *(f"{r[k]:.1f}" for k in ("total", "min_total", *PARTS))]
+        if memory:
+            cells.append(f"{r['peak_mib']:.0f}" + ("" if gpu else f" (+{r['chunk_mib']:.0f})"))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -72,20 +73,21 @@ def checks(result: dict) -> list[str]:
 
 
 def write_plot(result: dict, path: Path) -> Path:
-    """Stacked horizontal bars: prefix / expert / KeyStone / other per variant (median ms)."""
-    from lekiwi_drift.bench.png_plot import Canvas, hbar_panel
+    """latency.png (1200x460): one stacked horizontal bar per variant, prefix / expert / KeyStone / other
+    (median ms, segments in the legend's colours), the chunk's median total written at the bar end."""
+    from lekiwi_drift.charts import figure, hbars, save
 
     rows, meta = result["rows"], result["meta"]
     names = [f"{'ours' if r['who'] == 'ours' else 'LeRobot'} {n.removeprefix('stock ')}" for n, r in rows.items()]
     title = (f"Per-chunk latency, median of {meta['rounds']} rounds: {meta['device_name']}, {meta['dtype']}, "
              f"{meta['cameras']} cameras {meta['image'][0]}x{meta['image'][1]}, chunk {meta['chunk']}, batch 1"
              f"{' (TINY model)' if meta['tiny'] else ''}")
-    canvas = Canvas(1200, 460, title)
-    hbar_panel(canvas, canvas.grid(1, 1)[0], names, [[r[p] for p in PARTS] for r in rows.values()],
-               "milliseconds per chunk", seg_names=["prefix encode", "expert passes", "KeyStone", "other"],
-               label_width=170, value_labels=True)
-    canvas.save(path)
-    return path
+    fig = figure(1200, 460, title)
+    ax = fig.subplots()
+    hbars(ax, names, [[r[p] for p in PARTS] for r in rows.values()],
+          seg_names=["prefix encode", "expert passes", "KeyStone", "other"], value_labels=True)
+    ax.set_xlabel("milliseconds per chunk")
+    return save(fig, path)
 
 
 def save(result: dict, out: Path) -> list[Path]:

@@ -48,41 +48,53 @@ def format_table(summary: dict[str, dict]) -> str:
 
 
 def write_plots(summary: dict[str, dict], examples: dict, contexts, out: Path) -> list[Path]:
-    """toy_grouping_metrics.png (bars, mean +- std over seeds; dashed line = true sampler) and
-    toy_grouping_samples.png (seed-0 samples for the held-out context closest to 50/50)."""
-    from lekiwi_drift.bench.png_plot import PALETTE, Canvas, hbar_panel, lines_panel
+    """toy_grouping_metrics.png (1500x900: six bar panels, mean +- std over seeds, value at each bar end,
+    drift rows blue and the rest orange; dashed line = the true sampler) and toy_grouping_samples.png
+    (1300 wide, one row per method: 24 seed-0 sample chunks for the held-out context closest to 50/50,
+    overlaid per action channel)."""
     from lekiwi_drift.bench.toy_data import GRIPPER, THETA_VEL, Y_VEL, left_probability
+    from lekiwi_drift.charts import PALETTE, figure, hbars, save
 
-    paths = []
     names = [n for n in summary if n != "true sampler"]
     colors = [PALETTE[0] if n.startswith("drift") else PALETTE[1] for n in names]
     shown = ("ed_dim_mean", "ed_joint", "mode_weight_err", "mode_consistency", "switch_w1_steps", "gripper_crisp")
-    canvas = Canvas(1500, 900, "Toy grouping study: mean ± std over seeds on held-out contexts "
-                               "(dashed line: fresh true samples, the floor)")
-    for box, key in zip(canvas.grid(2, 3), shown, strict=True):
+    fig = figure(1500, 900, "Toy grouping study: mean ± std over seeds on held-out contexts "
+                            "(dashed line: fresh true samples, the floor)")
+    axes = fig.subplots(2, 3, sharey=True).flat
+    for ax, key in zip(axes, shown, strict=True):
         header, lower = next((h, lo) for k, h, lo in METRICS if k == key)
-        hbar_panel(canvas, box, names, [[summary[n][key][0]] for n in names],
-                   f"{header} ({'lower' if lower else 'higher'} is better)",
-                   errors=[summary[n][key][1] for n in names], ref=summary["true sampler"][key][0],
-                   bar_colors=colors, label_width=230, value_labels=True)
-    paths.append(out / "toy_grouping_metrics.png")
-    canvas.save(paths[-1])
+        hbars(ax, names, [[summary[n][key][0]] for n in names], errors=[summary[n][key][1] for n in names],
+              ref=summary["true sampler"][key][0], colors=colors, value_labels=True)
+        ax.set_title(f"{header} ({'lower' if lower else 'higher'} is better)", fontsize=10)
+    paths = [save(fig, out / "toy_grouping_metrics.png")]
 
     p_left = left_probability(contexts)
     c = int((p_left - 0.5).abs().argmin())
     rows = ["true sampler"] + [n for n in examples if n != "true sampler"]
     channels = ((Y_VEL, "y.vel (m/s)", (-0.25, 0.25)), (THETA_VEL, "theta.vel (deg/s)", (-40.0, 40.0)),
                 (GRIPPER, "gripper (0-100)", (-20.0, 120.0)))
-    canvas = Canvas(1300, 60 + 110 * len(rows),
-                    f"24 samples (seed 0) for one held-out context, P(left) = {float(p_left[c]):.2f}")
-    boxes = canvas.grid(len(rows), 3, top=40, pad=6)
+    height = 60 + 110 * len(rows)
+    fig = figure(1300, height, f"24 samples (seed 0) for one held-out context, P(left) = {float(p_left[c]):.2f}",
+                 layout=None)
+    # 270 px on the left for the method names, 62 px on top for the two title lines, 25 px below for the
+    # step axis
+    fig.suptitle(fig.get_suptitle(), y=1 - 6 / height, va="top")
+    fig.subplots_adjust(left=270 / 1300, right=0.99, top=1 - 62 / height, bottom=25 / height, wspace=0.12, hspace=0.12)
+    grid = fig.subplots(len(rows), 3, sharex=True, squeeze=False)
     for r, name in enumerate(rows):
         chunks = examples[name][c, :24]
-        for col, (dim, label, y_range) in enumerate(channels):
-            left, top, right, bottom = boxes[r * 3 + col]
-            box = (left + (230 if col == 0 else 0), top, right, bottom)
-            lines_panel(canvas, box, chunks[..., dim].tolist(), label if r == 0 else "", y_range,
-                        row_label=name if col == 0 else "")
-    paths.append(out / "toy_grouping_samples.png")
-    canvas.save(paths[-1])
+        for col, (dim, label, (lo, hi)) in enumerate(channels):
+            ax = grid[r][col]
+            ax.plot(chunks[..., dim].T.tolist(), linewidth=0.8)  # one line per sample, over the chunk's steps
+            ax.set_ylim(lo, hi)
+            ax.set_yticks([lo, hi])
+            if lo < 0 < hi:
+                ax.axhline(0, color="#c8c8c8", linewidth=0.8)
+            if r == 0:
+                ax.set_title(label, fontsize=10)
+            if col == 0:  # the method's name, right-aligned left of the y tick labels
+                ax.annotate(name, (0, 0.5), xycoords="axes fraction", xytext=(-34, 0), textcoords="offset points",
+                            ha="right", va="center", fontsize=9)
+            ax.tick_params(labelsize=8)
+    paths.append(save(fig, out / "toy_grouping_samples.png"))
     return paths
