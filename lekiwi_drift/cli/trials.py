@@ -2,7 +2,9 @@
 
     lekiwi-drift trials salt_bottle [--sim] [--auto]   run (or resume) a session of trials/salt_bottle.yaml
     lekiwi-drift trials --resume SESSION               continue that session
-    lekiwi-drift trials report SESSION                 print the scoreboard; write CSV, Markdown, PNG
+    lekiwi-drift trials report [--sessions-dir DIR] [--out DIR] SESSION
+                                                       print the scoreboard; write CSV, Markdown, PNG
+                                                       (`lekiwi-drift trials report --help`)
 
 An unfinished session of the same protocol is resumed automatically (`--new` starts another one).
 Textual, torch and the robot link are imported only when they are needed, so the first screen is quick.
@@ -17,12 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+REPORT_HELP = "print a session's scoreboard and Fisher tests; write trials.csv, summary.csv, report.md, success.png"
+SESSIONS_DIR_HELP = "where session databases live (default: ./trials/sessions)"
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("trials", help="repeated trials per policy in a TUI, durable tallies; `trials report SESSION`",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", nargs="?", metavar="PROTOCOL|report",
-                   help="a protocol name (trials/<name>.yaml) or path; or `report`")
-    p.add_argument("session", nargs="?", metavar="SESSION", help="with `report`: a session id or .sqlite path")
+    p.add_argument("target", nargs="?", metavar="PROTOCOL",
+                   help="a protocol name (trials/<name>.yaml) or path (`report` is the subcommand above; a "
+                        "protocol file called report.yaml is reached by its path)")
     p.add_argument("--resume", metavar="SESSION", help="continue this session (id or .sqlite path)")
     p.add_argument("--new", action="store_true", help="start a new session even if one of this protocol is unfinished")
     p.add_argument("--seed", type=int, help="order/blind-code seed for a new session (default: the protocol's, else random)")
@@ -39,10 +45,30 @@ def add_parser(sub) -> None:
     p.add_argument("--auto", action="store_true",
                    help="unattended: start every trial and score it from the sim's success detector / time limit")
     p.add_argument("--headless", action="store_true", help="with --auto: no terminal UI; exit when the session is done")
-    p.add_argument("--sessions-dir", help="where session databases live (default: ./trials/sessions)")
-    p.add_argument("--out", help="with `report`: output folder (default: next to the session database)")
+    p.add_argument("--sessions-dir", help=SESSIONS_DIR_HELP)
     p.add_argument("--first-paint-exit", action="store_true", help=argparse.SUPPRESS)  # `bench tui`
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, action=run_tui)
+
+    report = argparse.ArgumentParser(prog=f"{p.prog} report", description=REPORT_HELP)
+    report.add_argument("session", metavar="SESSION", help="a session id (its database name without .sqlite) or "
+                                                           "the path of its .sqlite file")
+    report.add_argument("--sessions-dir", metavar="DIR", help=SESSIONS_DIR_HELP)
+    report.add_argument("--out", metavar="DIR", help="output folder (default: SESSION-report/ next to the database)")
+    report.set_defaults(run=run, action=run_report)
+
+    # argparse cannot put an optional positional (PROTOCOL) and a subcommand in the same slot: with
+    # subparsers every first word must be a subcommand, and with two optional positionals
+    # (`report SESSION`) argparse binds both at the first word, so `report --sessions-dir D S` left S
+    # unrecognised. So the first word picks the parser: `report` -> the report parser with its own
+    # options, anything else -> the protocol parser above, unchanged.
+    parse_protocol_args = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        if args and args[0] == "report":
+            return report.parse_known_args(args[1:], namespace)
+        return parse_protocol_args(args, namespace)
+
+    p.parse_known_args = parse_known_args
 
 
 def _sessions_dir(args) -> Path:
@@ -55,9 +81,7 @@ def run(args) -> int:
     from lekiwi_drift.trials.store import SessionBusy, StoreError
 
     try:
-        if args.target == "report":
-            return run_report(args)
-        return run_tui(args)
+        return args.action(args)
     except SessionBusy as exc:
         print(f"lekiwi-drift trials: {exc}", file=sys.stderr)
         return 3
@@ -70,9 +94,6 @@ def run_report(args) -> int:
     from lekiwi_drift.trials.report import export, text_report
     from lekiwi_drift.trials.session import TrialSession
 
-    if not args.session:
-        print("lekiwi-drift trials report: which session? (`lekiwi-drift trials report SESSION`)", file=sys.stderr)
-        return 2
     session = TrialSession.read(TrialSession.resolve(args.session, _sessions_dir(args)))
     try:
         print(text_report(session))
