@@ -22,10 +22,12 @@ from lekiwi_drift.config.robot import ConfigError
 from lekiwi_drift.policy.checkpoint import IMAGE_PREFIX
 from lekiwi_drift.policy.configuration_smolvla_drift import sampler_problems
 from lekiwi_drift.robots.features import MAX_ANGULAR_SPEED_DEG, MAX_LINEAR_SPEED
+from lekiwi_drift.shipped import shipped_dir
 
 MODES = ("sync", "async")
-# The repository's own presets (an editable install runs from the checkout).
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+# Presets are looked up in ./policies, then in the shipped policies/ (the checkout's, or the wheel's copy:
+# lekiwi_drift/shipped.py).
+SHIPPED_POLICIES = shipped_dir("policies")
 
 
 @dataclass
@@ -166,17 +168,17 @@ def validate(p: Preset) -> Preset:
 
 
 def preset_path(name_or_path: str | Path) -> Path:
-    """A file path as given, or a bare name looked up in ./policies then the repository's policies/."""
+    """A file path as given, or a bare name looked up in ./policies, then the shipped policies/."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if text.endswith((".yaml", ".yml")) or "/" in text or path.is_file():
         return path
-    for folder in (Path.cwd() / "policies", REPO_POLICIES):
+    for folder in (Path.cwd() / "policies", SHIPPED_POLICIES):
         cand = folder / f"{text}.yaml"
         if cand.is_file():
             return cand
-    shipped = sorted(p.stem for p in REPO_POLICIES.glob("*.yaml")) if REPO_POLICIES.is_dir() else []
-    raise ConfigError(f"no preset named {text!r} (looked in ./policies and {REPO_POLICIES}); "
+    shipped = sorted(p.stem for p in SHIPPED_POLICIES.glob("*.yaml")) if SHIPPED_POLICIES.is_dir() else []
+    raise ConfigError(f"no preset named {text!r} (looked in ./policies and {SHIPPED_POLICIES}); "
                       f"shipped presets: {', '.join(shipped) or 'none'}; or pass a path to a .yaml file")
 
 

@@ -59,7 +59,7 @@ class TerminalReader:
         except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
             tty_ok = False
         if not tty_ok:
-            log.info("stdin is not a terminal: no keys")
+            log.debug("stdin is not a terminal: no keys")
             return self
         import termios
         import tty

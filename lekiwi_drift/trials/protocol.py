@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 
 from lekiwi_drift.config.robot import ConfigError
+from lekiwi_drift.shipped import shipped_dir
 from lekiwi_drift.sim.config import ITEMS
 
 ORDERS = ("interleaved", "blocked")
 DEFAULT_REASONS = ("missed grasp", "dropped", "wrong item", "collision", "timeout", "other")
-# Protocols are looked up in ./trials, then in the repository's trials/ (an editable install runs from
-# the checkout), the same way presets are found in policies/.
-REPO_TRIALS = Path(__file__).resolve().parents[2] / "trials"
+# Protocols are looked up in ./trials, then in the shipped trials/ (the checkout's, or the wheel's copy:
+# lekiwi_drift/shipped.py), the same way presets are found in policies/.
+SHIPPED_TRIALS = shipped_dir("trials")
 
 
 class ProtocolError(ConfigError):
@@ -140,7 +141,7 @@ def parse_protocol(data: Any, source: str = "<memory>", default_name: str = "pro
 
 
 def protocol_dirs() -> list[Path]:
-    return [Path.cwd() / "trials", REPO_TRIALS]
+    return [Path.cwd() / "trials", SHIPPED_TRIALS]
 
 
 def resolve_protocol_path(name_or_path: str | Path) -> Path:
@@ -155,7 +156,7 @@ def resolve_protocol_path(name_or_path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted({p.stem for d in protocol_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise ProtocolError(f"no protocol {str(name_or_path)!r} in ./trials or {REPO_TRIALS}"
+    raise ProtocolError(f"no protocol {str(name_or_path)!r} in ./trials or {SHIPPED_TRIALS}"
                         + (f"; protocols: {', '.join(known)}" if known else "")
                         + "; or give a path to a protocol YAML")
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lekiwi_drift.trials.protocol import REPO_TRIALS, Protocol, protocol_from_dict
+from lekiwi_drift.shipped import from_checkout
+from lekiwi_drift.trials.protocol import SHIPPED_TRIALS, Protocol, protocol_from_dict
 from lekiwi_drift.trials.schedule import Slot, blind_codes, draw_seed, schedule_for
 from lekiwi_drift.trials.stats import Interval, compare, wilson
 from lekiwi_drift.trials.store import SessionLock, SessionStore, StoreError, TrialRow
@@ -22,9 +23,13 @@ from lekiwi_drift.trials.store import SessionLock, SessionStore, StoreError, Tri
 
 
 def default_sessions_dir() -> Path:
-    """./trials/sessions when run from a project root, else the repository's trials/sessions."""
+    """./trials/sessions when run from a project root (or from anywhere with a wheel install: sessions
+    are the user's data and never go into the installed package); the checkout's trials/sessions when an
+    editable install runs elsewhere."""
     local = Path.cwd() / "trials"
-    return (local if local.is_dir() else REPO_TRIALS) / "sessions"
+    if local.is_dir() or not from_checkout():
+        return local / "sessions"
+    return SHIPPED_TRIALS / "sessions"
 
 
 @dataclass
