@@ -313,6 +313,9 @@ class ControlLoop:
                     log.error("policy inference failed; robot stopped:\n%s", trace)
                     return "error", f"policy: {type(result).__name__}: {result}", obs
                 if tag == episode:
+                    # Compute time, not observation-to-ready: the trigger must start the next chunk early
+                    # enough for it to land before this one runs out, and from the trigger to landing
+                    # takes compute only (the observation's age decides which actions are dropped).
                     sched.observe_latency(result.t_ready - result.t_start)
                     result.index = chunk_index
                     chunk_index += 1
