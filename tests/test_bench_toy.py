@@ -4,7 +4,6 @@ bf16 'no guard' emulation against the library loss, and a --quick run of the who
 from __future__ import annotations
 
 import argparse
-import time
 
 import pytest
 import torch
@@ -110,9 +109,8 @@ def test_quick_study_runs_end_to_end(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     toy.add_arguments(parser)
-    t0 = time.perf_counter()
+    # Its speed ("--quick" is a < 30 s smoke run) is a benchmark figure, not a unit-test assertion.
     assert toy.run(parser.parse_args(["--quick", "--out", str(tmp_path)])) == 0
-    assert time.perf_counter() - t0 < 30
     out = capsys.readouterr().out
     for row in ("true sampler", "drift-action_dim", "drift-chunk", "drift-timestep", "FM-10", "FM-1",
                 "drift-action_dim [bf16-guard]", "drift-action_dim [bf16-noguard]"):
