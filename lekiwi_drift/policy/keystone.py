@@ -14,21 +14,42 @@ Decisions the paper's description leaves open, fixed here and stated in docs/des
   index; the cluster medoid minimises the summed distance to the members of its own cluster;
 - an empty cluster keeps its previous centroid (never a 0/0 NaN);
 - "stop when stable": a batch row whose assignments repeat those of its previous step is frozen (its
-  centroids are no longer updated). All rows run the same fixed number of steps, so there is no
-  data-dependent exit and no host sync; freezing changes nothing numerically for that row because a
-  Lloyd update from unchanged assignments reproduces the same centroids.
+  centroids are no longer updated). The torch path runs all rows for the same fixed number of steps,
+  so there is no data-dependent exit and no host sync; freezing changes nothing numerically for that
+  row because a Lloyd update from unchanged assignments reproduces the same centroids. The NumPy path,
+  on the host anyway, stops once every row is frozen.
 - C = min(clusters, K).
 
-Everything is batched over B; both the guard path and the k-means path are computed and the result is
-chosen with torch.where. Centroids are held as weights over the K candidates (centroid = W @ x), so
-each Lloyd step works on K x K Gram entries instead of F-dimensional vectors.
+Two implementations of exactly these rules, chosen by `impl`:
+- "torch": batched over B, for any device. Both the guard path and the k-means path are computed and
+  the result is chosen with torch.where, with no host sync, so a GPU caller can queue it. Centroids are
+  held as weights over the K candidates (centroid = W @ x), so each Lloyd step works on K x K
+  squared-distance entries instead of F-dimensional vectors.
+- "numpy": the same steps in NumPy, for CPU float32/float64 tensors. At K = 8 the torch path's time is
+  dispatch: 144 ATen ops per call, a few µs each, whatever B is, so at B = 1 it cost about twice a plain
+  per-observation loop. A NumPy call costs about 1 µs, and on the host the path can skip what the torch
+  path computes only to avoid a sync: the k-means of rows whose guard fired, and the Lloyd steps after
+  every row's assignments are stable. It is single-threaded, so it never waits on an OpenMP worker that
+  another process has descheduled (on the loaded 2-core box the torch path's B = 16 call took ≈ 10 ms
+  with 2 threads, ≈ 2 ms with 1).
+"auto" (the default) takes "numpy" wherever it applies and "torch" elsewhere; `lekiwi-drift bench
+keystone` times both against a plain loop (docs/benchmarks.md). They pick the same candidate; only
+rounding differs (the NumPy path sums in other orders), so values that are equal only in exact
+arithmetic (e.g. a point midway between two centroids whose weights, like 1/5, round) may break
+differently, while exact ties (duplicate candidates, equal cluster sizes, two-member clusters, integer
+distances) go to the lowest index in both. tests/test_keystone.py checks both paths against the loop
+reference and against each other.
 """
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 
 MAX_LLOYD_STEPS = 10
+IMPLS = ("auto", "numpy", "torch")
 
 
 def flatten_real(chunks: torch.Tensor, action_dim: int) -> torch.Tensor:
@@ -38,25 +59,40 @@ def flatten_real(chunks: torch.Tensor, action_dim: int) -> torch.Tensor:
 
 
 def keystone_select(
-    candidates: torch.Tensor, clusters: int = 4, tau: float = 0.3
+    candidates: torch.Tensor, clusters: int = 4, tau: float = 0.3, impl: str = "auto"
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Choose one candidate per row of candidates [B,K,F].
+    """Choose one candidate per row of candidates [B,K,F], K >= 2.
 
     Returns indices [B] (long, into K) and info: spread [B], guard_fired [B] bool (spread < tau: the
     global medoid was returned) and cluster_size [B] (size of the winning k-means cluster; K where the
-    guard fired, since the whole set is then the winner).
+    guard fired, since the whole set is then the winner). All on the candidates' device.
     """
-    if candidates.dim() != 3:
-        raise ValueError(f"candidates must be [B,K,F], got {tuple(candidates.shape)}")
+    if candidates.dim() != 3 or candidates.shape[1] < 2:
+        raise ValueError(f"candidates must be [B,K,F] with K >= 2, got {tuple(candidates.shape)}")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    numpy_ok = candidates.device.type == "cpu" and candidates.dtype in (torch.float32, torch.float64)
+    if impl == "numpy" and not numpy_ok:
+        raise ValueError(
+            f"impl='numpy' needs a CPU float32/float64 tensor, got {candidates.dtype} on {candidates.device}"
+        )
+    if impl == "numpy" or (impl == "auto" and numpy_ok):
+        indices, spread, guard, size = (torch.from_numpy(a) for a in _select_numpy(
+            candidates.detach().numpy(), min(clusters, candidates.shape[1]), tau))
+    else:
+        indices, spread, guard, size = _select_torch(candidates, clusters, tau)
+    return indices, {"spread": spread, "guard_fired": guard, "cluster_size": size}
+
+
+def _select_torch(candidates: torch.Tensor, clusters: int, tau: float) -> tuple[torch.Tensor, ...]:
+    """The batched torch path: (indices, spread, guard, size), see the module docstring."""
     b, k, _ = candidates.shape
     n_clusters = min(clusters, k)
     n_pairs = k * (k - 1) // 2
     # inference_mode trims per-op bookkeeping (≈ 10 % at K = 8, where per-op cost is the cost); the
     # results are cloned out of it below unless the caller is in inference mode too.
     with torch.inference_mode():
-        # Centering changes no distance; it makes ||mean(x) - x_m|| simply ||x_m||.
         x = candidates.detach()
-        x = x - x.mean(1, keepdim=True)
         # Direct differences (not the ||a||^2 - 2ab + ||b||^2 expansion) so close candidates keep
         # accurate distances and the diagonal is exactly zero.
         # (torch.cdist's direct mode is several times slower at these sizes.)
@@ -66,8 +102,11 @@ def keystone_select(
         # self-distances (the smallest values) and every pair twice, so the pair list's element number
         # (n_pairs-1)//2 sits at 0-based position K + 2*((n_pairs-1)//2).
         median = dist.reshape(b, k * k).kthvalue(k + 2 * ((n_pairs - 1) // 2) + 1, dim=-1).values
-        norm_m = torch.linalg.vector_norm(x, dim=-1).gather(1, medoid[:, None]).squeeze(1)
-        spread = norm_m / (median + 1e-8)
+        # mean(x) - x_m as the mean of x_i - x_m: exactly zero when the K candidates are identical, so
+        # the guard fires (spread 0), where mean(x) - x_m (or centering x first) is not: the mean of K
+        # equal values rounds, and / (0 + 1e-8) made that ≈ 100.
+        x_m = x.gather(1, medoid.view(b, 1, 1).expand(b, 1, x.shape[2]))
+        spread = torch.linalg.vector_norm((x - x_m).mean(1), dim=-1) / (median + 1e-8)
         guard = spread < tau
 
         winner, size = _kmeans_winner(dist, n_clusters)
@@ -77,8 +116,7 @@ def keystone_select(
     if not torch.is_inference_mode_enabled():
         # Inference tensors cannot be saved for backward (e.g. as the index of a grad-tracked gather).
         out = tuple(t.clone() for t in out)
-    indices, spread, guard, size = out
-    return indices, {"spread": spread, "guard_fired": guard, "cluster_size": size}
+    return out
 
 
 def _scores(w: torch.Tensor, dsq: torch.Tensor) -> torch.Tensor:
@@ -126,3 +164,67 @@ def _kmeans_winner(dist: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, t
     # never win.
     cost = torch.where(in_largest > 0, torch.bmm(in_largest, dist), torch.inf)
     return cost.argmin(-1).squeeze(1), size.long()
+
+
+@functools.cache
+def _layout(k: int, n_clusters: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    """Arrays every NumPy call with this K, C and dtype reuses: the pairs i<j, the one-hot rows of the
+    C labels [C,C], and the initial centroid weights (the first C candidates) [C,K]."""
+    first, second = np.triu_indices(k, 1)
+    return first, second, np.eye(n_clusters, dtype=dtype), np.eye(n_clusters, k, dtype=dtype)
+
+
+def _select_numpy(x: np.ndarray, n_clusters: int, tau: float) -> tuple[np.ndarray, ...]:
+    """The NumPy path on x [B,K,F] (float32/float64, computed in that dtype): (indices, spread, guard,
+    size) as arrays, by the same steps and tie rules as the torch path. Every line is one NumPy call or
+    a few: at K = 8 the call count, not the arithmetic, is the cost."""
+    b, k, _ = x.shape
+    first, second, onehot, init = _layout(k, n_clusters, x.dtype)
+    # Direct differences, each pair once (the torch path takes all K^2 to stay in one op).
+    pair = x[:, first] - x[:, second]  # [B,P,F]
+    pair_dist = np.sqrt(np.vecdot(pair, pair))
+    dist = np.zeros((b, k, k), x.dtype)
+    dist[:, first, second] = pair_dist
+    dist[:, second, first] = pair_dist  # exactly symmetric, zero diagonal
+    medoid = dist.sum(2).argmin(1)  # ties -> lowest index
+    mid = (first.size - 1) // 2  # the lower median of an even count, as torch.kthvalue gives it
+    median = np.partition(pair_dist, mid, axis=1)[:, mid]
+    # mean(x) - x_m as the mean of x_i - x_m, as in the torch path (identical candidates: exactly 0).
+    off = np.add.reduce(x - x[np.arange(b), medoid][:, None], 1) / k
+    # `+ 1e-8` and `< tau` stay in x's dtype (NumPy 2 casts Python floats to it, as torch does).
+    spread = np.sqrt(np.vecdot(off, off)) / (median + 1e-8)
+    guard = spread < tau
+    size = np.full(b, k)
+    if np.count_nonzero(guard) < b:  # k-means only for the rows whose guard did not fire
+        rows = np.flatnonzero(~guard)
+        medoid[rows], size[rows] = _kmeans_winner_numpy(dist if rows.size == b else dist[rows], onehot, init)
+    return medoid, spread, guard, size
+
+
+def _kmeans_winner_numpy(dist: np.ndarray, onehot: np.ndarray, init: np.ndarray) -> tuple[np.ndarray, ...]:
+    """_kmeans_winner's steps on dist [R,K,K], with its weight-space centroids; stops as soon as every
+    row's assignments repeat (the torch path runs all steps, which changes nothing after that)."""
+    r = dist.shape[0]
+    dsq = dist * dist
+    w = init[None].repeat(r, 0)  # [R,C,K]
+    assign = dsq[:, : len(onehot)].argmin(1)  # [R,K]; ties -> lowest cluster index
+    stable = False
+    for _ in range(MAX_LLOYD_STEPS):
+        member = onehot[assign]  # [R,K,C] 0/1
+        count = np.add.reduce(member, 1)[:, :, None]  # [R,C,1]
+        # In place, and only where the cluster has members: an empty cluster keeps its weights.
+        np.divide(member.transpose(0, 2, 1), count, out=w, where=count > 0)
+        cross = w @ dsq  # [R,C,K]; the score is ||x_k - c||^2, see _scores
+        new = (cross - 0.5 * np.einsum("rck,rck->rc", cross, w)[:, :, None]).argmin(1)
+        stable = new.tobytes() == assign.tobytes()  # one bytes compare beats two NumPy calls
+        assign = new
+        if stable:
+            break  # at a fixed point: the final assignment repeats this one, and so do member and count
+    if not stable:  # `assign` is the final assignment to the last centroids; count its members
+        member = onehot[assign]
+        count = np.add.reduce(member, 1)[:, :, None]
+    largest = count[:, :, 0].argmax(1)  # first maximum on ties
+    rows = np.arange(r)
+    in_largest = member[rows, :, largest]  # [R,K] 0/1
+    cost = np.where(in_largest > 0, np.vecdot(in_largest[:, :, None], dist, axis=1), np.inf)
+    return cost.argmin(1), count[rows, largest, 0].astype(np.int64)
