@@ -13,8 +13,7 @@ from pathlib import Path
 
 DPI = 100
 # matplotlib's default colour cycle ("tab10"), named so stacked segments and bar colours can index it.
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def figure(width_px: int, height_px: int, title: str = "", layout: str | None = "constrained"):
@@ -40,9 +39,17 @@ def fmt(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def hbars(ax, labels: Sequence[str], segments: Sequence[Sequence[float]], *, errors: Sequence[float] | None = None,
-          ref: float | None = None, seg_names: Sequence[str] | None = None, colors: Sequence[str] | None = None,
-          value_labels: bool = False) -> None:
+def hbars(
+    ax,
+    labels: Sequence[str],
+    segments: Sequence[Sequence[float]],
+    *,
+    errors: Sequence[float] | None = None,
+    ref: float | None = None,
+    seg_names: Sequence[str] | None = None,
+    colors: Sequence[str] | None = None,
+    value_labels: bool = False,
+) -> None:
     """One horizontal bar per label, the first label on top. segments[i] are stacked left to right
     (segment k in PALETTE[k], named in a legend by seg_names); single-segment bars take colors[i].
     errors: +- whiskers at the bar end; ref: a dashed vertical reference line; value_labels: the bar's
@@ -53,8 +60,7 @@ def hbars(ax, labels: Sequence[str], segments: Sequence[Sequence[float]], *, err
     for k in range(n_segs):
         widths = [s[k] if k < len(s) else 0.0 for s in segments]
         color = list(colors) if colors is not None and n_segs == 1 else PALETTE[k % len(PALETTE)]
-        ax.barh(ys, widths, left=totals, height=0.7, color=color,
-                label=seg_names[k] if seg_names else None)
+        ax.barh(ys, widths, left=totals, height=0.7, color=color, label=seg_names[k] if seg_names else None)
         totals = [t + w for t, w in zip(totals, widths, strict=True)]
     if errors is not None:
         ax.errorbar(totals, ys, xerr=list(errors), fmt="none", ecolor="black", capsize=4, elinewidth=1.2)

@@ -73,8 +73,9 @@ def run(args) -> int:
     rows = []
     for grouping in GROUPINGS:
         print(f"  measuring drift loss, {grouping} ...", file=sys.stderr, flush=True)
-        rows.append((f"drift, {grouping}", median_ms(drift_step(grouping), args.repeats, args.warmup),
-                     TARGETS_MS.get(grouping)))
+        rows.append(
+            (f"drift, {grouping}", median_ms(drift_step(grouping), args.repeats, args.warmup), TARGETS_MS.get(grouping))
+        )
     print("  measuring flow-matching MSE ...", file=sys.stderr, flush=True)
     rows.append(("flow matching MSE (1 sample, linear head)", median_ms(flow_step, args.repeats, args.warmup), None))
 

@@ -141,15 +141,19 @@ def run(args) -> int:
     )
     ms = _interleaved_ms(jobs, args.repeats, args.warmup, args.seed)
 
-    print(f"\n| case | {' | '.join(f'{n} ms' for n in COLUMNS)} | keystone_select / loop baseline "
-          "| torch batched path / loop baseline | keystone_select per observation ms | target ms |")
+    print(
+        f"\n| case | {' | '.join(f'{n} ms' for n in COLUMNS)} | keystone_select / loop baseline "
+        "| torch batched path / loop baseline | keystone_select per observation ms | target ms |"
+    )
     print("|---" * (len(COLUMNS) + 5) + "|")
     for b in batches:
         cells = " | ".join(f"{ms[(b, n)]:.3f}" if (b, n) in ms else "—" for n in COLUMNS)
         base, ks, torch_ms = (ms[(b, n)] for n in ("loop baseline", "keystone_select", "torch batched path"))
         target = TARGETS_MS.get(b) if (args.candidates, size, args.clusters) == (8, 450, 4) else None
-        print(f"| B={b} | {cells} | {ks / base:.2f} | {torch_ms / base:.2f} | {ks / b:.3f} "
-              f"| {'' if target is None else f'≤ {target}'} |")
+        print(
+            f"| B={b} | {cells} | {ks / base:.2f} | {torch_ms / base:.2f} | {ks / b:.3f} "
+            f"| {'' if target is None else f'≤ {target}'} |"
+        )
     print()
     for b, x in batches.items():
         guard = keystone_select(x, args.clusters)[1]["guard_fired"].float().mean().item()

@@ -26,7 +26,6 @@ that peak rose over the built model.
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import statistics
@@ -40,23 +39,33 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds per variant (default: 6)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default: 1)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                        help="VLM + expert weights dtype (default: float32)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="VLM + expert weights dtype (default: float32)",
+    )
     parser.add_argument("--cameras", type=int, default=3, help="cameras (default: 3)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--keystone", type=int, default=8, help="KeyStone candidates K (default: 8)")
     parser.add_argument("--clusters", type=int, default=4, help="KeyStone clusters C (default: 4)")
-    parser.add_argument("--no-batch-vision", action="store_true",
-                        help="ours: encode cameras one by one, as stock does (default: one batched call)")
+    parser.add_argument(
+        "--no-batch-vision",
+        action="store_true",
+        help="ours: encode cameras one by one, as stock does (default: one batched call)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the expert pass (ours and stock)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--tiny", action="store_true", help="tiny test VLM instead of full SmolVLA shapes")
     parser.add_argument("--vlm-dir", default=None, help="offline SmolVLM dir (default: written to ~/.cache)")
     parser.add_argument("--quick", action="store_true", help="2 timed rounds after 1 warm-up")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="no peak-memory column (on CPU it costs one fresh process per variant: imports, "
-                             "model build and one chunk each, after the timed rounds)")
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="no peak-memory column (on CPU it costs one fresh process per variant: imports, "
+        "model build and one chunk each, after the timed rounds)",
+    )
     parser.add_argument("--out", default=None, help="folder for latency.json and latency.png")
 
 
@@ -66,8 +75,15 @@ def variants(k: int, clusters: int) -> list[dict]:
         {"name": "FM-10", "who": "ours", "sampler": "flow", "steps": 10, "k": 1},
         {"name": "FM-1", "who": "ours", "sampler": "flow", "steps": 1, "k": 1},
         {"name": f"drift+KS K={k}", "who": "ours", "sampler": "drift", "steps": 1, "k": k, "c": clusters},
-        {"name": f"drift+KS K={k}, stock pass", "who": "ours", "sampler": "drift", "steps": 1, "k": k,
-         "c": clusters, "shared": False},
+        {
+            "name": f"drift+KS K={k}, stock pass",
+            "who": "ours",
+            "sampler": "drift",
+            "steps": 1,
+            "k": k,
+            "c": clusters,
+            "shared": False,
+        },
         {"name": "stock FM-10", "who": "stock", "steps": 10},
         {"name": "stock FM-1", "who": "stock", "steps": 1},
     ]
@@ -92,9 +108,13 @@ def shared_vs_stock_pass(ours, batch: dict, k: int, clusters: int) -> dict[str, 
     cfg = ours.config
     shape = (1, cfg.chunk_size, cfg.max_action_dim)
     g = torch.Generator().manual_seed(7)
-    cases = {f"drift K={k} candidates": ({"sampler": "drift", "steps": 1, "k": k, "c": clusters},
-                                         torch.randn(1, k, *shape[1:], generator=g)),
-             "FM-10 chunk": ({"sampler": "flow", "steps": 10, "k": 1}, torch.randn(*shape, generator=g))}
+    cases = {
+        f"drift K={k} candidates": (
+            {"sampler": "drift", "steps": 1, "k": k, "c": clusters},
+            torch.randn(1, k, *shape[1:], generator=g),
+        ),
+        "FM-10 chunk": ({"sampler": "flow", "steps": 10, "k": 1}, torch.randn(*shape, generator=g)),
+    }
     diffs = {}
     for name, (v, noise) in cases.items():
         out = []
@@ -128,8 +148,13 @@ def time_chunk(v: dict, ours, stock, timer, batch: dict, device) -> dict:
     else:
         (prefix, expert), keystone = timer.split_ms(), 0.0
     assert torch.isfinite(chunk).all(), f"{v['name']}: non-finite actions"
-    m = {"total": total, "prefix": prefix, "expert": expert, "keystone": keystone,
-         "other": max(0.0, total - prefix - expert - keystone)}
+    m = {
+        "total": total,
+        "prefix": prefix,
+        "expert": expert,
+        "keystone": keystone,
+        "other": max(0.0, total - prefix - expert - keystone),
+    }
     if device.type == "cuda":
         m["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return m
@@ -174,8 +199,10 @@ def cpu_memory(vs: list[dict], settings: dict, progress=print) -> dict[str, dict
     out = {}
     for v in vs:
         out[v["name"]] = m = peak_in_fresh_process(memory_setup, memory_work, settings, v)
-        progress(f"memory, own process: {v['name']} peak RSS {m['peak_mib']:.0f} MiB "
-                 f"(+{m['work_mib']:.0f} over the built model)")
+        progress(
+            f"memory, own process: {v['name']} peak RSS {m['peak_mib']:.0f} MiB "
+            f"(+{m['work_mib']:.0f} over the built model)"
+        )
     return out
 
 
@@ -183,7 +210,13 @@ def measure(args, progress=print) -> dict:
     import torch
 
     from lekiwi_drift.bench.latency_models import (
-        StockTimer, build_policies, default_vlm_dir, ensure_vlm_dir, make_batch, make_config)
+        StockTimer,
+        build_policies,
+        default_vlm_dir,
+        ensure_vlm_dir,
+        make_batch,
+        make_config,
+    )
     from lekiwi_drift.bench.levers import compile_expert
 
     if args.threads:
@@ -200,30 +233,50 @@ def measure(args, progress=print) -> dict:
         compile_expert(ours.model)
         compile_expert(stock.model)
     timer = StockTimer(stock.model, device)
-    batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in make_batch(ours, args.cameras, height, width).items()}
+    batch = {
+        k: (v.to(device) if torch.is_tensor(v) else v) for k, v in make_batch(ours, args.cameras, height, width).items()
+    }
 
     with torch.inference_mode():
         output_check = shared_vs_stock_pass(ours, batch, args.keystone, args.clusters)
-    progress("shared-prefix vs stock expert pass, same noise: " + ", ".join(
-        f"{name} max |diff| {d:.2e}" for name, d in output_check.items()))
+    progress(
+        "shared-prefix vs stock expert pass, same noise: "
+        + ", ".join(f"{name} max |diff| {d:.2e}" for name, d in output_check.items())
+    )
     vs = variants(args.keystone, args.clusters)
     samples: dict[str, list[dict]] = {v["name"]: [] for v in vs}
     total_rounds = args.warmup + args.rounds
     with torch.inference_mode():
         for r in range(total_rounds):
-            order = vs[r % len(vs):] + vs[: r % len(vs)]  # rotate the starting variant each round
+            order = vs[r % len(vs) :] + vs[: r % len(vs)]  # rotate the starting variant each round
             for v in order:
                 m = time_chunk(v, ours, stock, timer, batch, device)
                 if r >= args.warmup:
                     samples[v["name"]].append(m)
             tag = "warm-up" if r < args.warmup else "timed"
-            progress(f"round {r + 1}/{total_rounds} ({tag}): " + ", ".join(
-                f"{v['name']} {samples[v['name']][-1]['total']:.0f} ms" if r >= args.warmup else v["name"]
-                for v in vs))
+            progress(
+                f"round {r + 1}/{total_rounds} ({tag}): "
+                + ", ".join(
+                    f"{v['name']} {samples[v['name']][-1]['total']:.0f} ms" if r >= args.warmup else v["name"]
+                    for v in vs
+                )
+            )
     if device.type != "cuda" and not args.no_memory:
-        memory = cpu_memory(vs, {"vlm_dir": str(vlm_dir), "tiny": args.tiny, "cameras": args.cameras,
-                                 "height": height, "width": width, "dtype": args.dtype, "threads": args.threads,
-                                 "batch_vision": not args.no_batch_vision, "compile": args.compile}, progress)
+        memory = cpu_memory(
+            vs,
+            {
+                "vlm_dir": str(vlm_dir),
+                "tiny": args.tiny,
+                "cameras": args.cameras,
+                "height": height,
+                "width": width,
+                "dtype": args.dtype,
+                "threads": args.threads,
+                "batch_vision": not args.no_batch_vision,
+                "compile": args.compile,
+            },
+            progress,
+        )
     rows = {}
     for v in vs:
         runs = samples[v["name"]]
@@ -236,14 +289,30 @@ def measure(args, progress=print) -> dict:
         row["who"] = v["who"]
         rows[v["name"]] = row
     meta = {
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "dtype": args.dtype, "cameras": args.cameras, "image": [height, width], "chunk": cfg.chunk_size,
-        "action_dim": 9, "batch": 1, "params_m": n_params / 1e6, "tiny": args.tiny, "rounds": args.rounds,
-        "warmup": args.warmup, "batch_vision": not args.no_batch_vision, "compile": args.compile,
-        "keystone": args.keystone, "clusters": args.clusters, "shared_vs_stock_pass": output_check,
+        "dtype": args.dtype,
+        "cameras": args.cameras,
+        "image": [height, width],
+        "chunk": cfg.chunk_size,
+        "action_dim": 9,
+        "batch": 1,
+        "params_m": n_params / 1e6,
+        "tiny": args.tiny,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "batch_vision": not args.no_batch_vision,
+        "compile": args.compile,
+        "keystone": args.keystone,
+        "clusters": args.clusters,
+        "shared_vs_stock_pass": output_check,
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "memory": None if args.no_memory else "max_memory_allocated per variant" if device.type == "cuda"
+        "memory": None
+        if args.no_memory
+        else "max_memory_allocated per variant"
+        if device.type == "cuda"
         else "peak RSS (VmHWM) of a fresh process per variant; chunk_mib = its rise over the built model",
     }
     return {"meta": meta, "rows": rows, "samples": samples}
@@ -255,12 +324,17 @@ def run(args) -> int:
     if args.quick:
         args.rounds, args.warmup = 2, 1
     size = "TINY test model" if args.tiny else "full SmolVLA shapes (SmolVLM2-500M, random weights)"
-    print(f"lekiwi-drift bench latency: {size}, {args.device} {args.dtype}, {args.cameras} cameras, "
-          f"{args.warmup} warm-up + {args.rounds} timed rounds, round-robin", flush=True)
+    print(
+        f"lekiwi-drift bench latency: {size}, {args.device} {args.dtype}, {args.cameras} cameras, "
+        f"{args.warmup} warm-up + {args.rounds} timed rounds, round-robin",
+        flush=True,
+    )
     result = measure(args, progress=lambda line: print(line, flush=True))
     meta = result["meta"]
-    print(f"\n{meta['device_name']}; {meta['params_m']:.0f} M parameters; batched vision: {meta['batch_vision']}; "
-          f"compile: {meta['compile']}; this process's peak RSS (every variant) {meta['process_peak_rss_mib']:.0f} MiB")
+    print(
+        f"\n{meta['device_name']}; {meta['params_m']:.0f} M parameters; batched vision: {meta['batch_vision']}; "
+        f"compile: {meta['compile']}; this process's peak RSS (every variant) {meta['process_peak_rss_mib']:.0f} MiB"
+    )
     print(format_table(result))
     for line in checks(result):
         print("- " + line)

@@ -46,14 +46,22 @@ def make_config(vlm_dir: Path, tiny: bool, cameras: int, height: int, width: int
 
     if cameras > len(CAMERAS):
         raise SystemExit(f"--cameras: at most {len(CAMERAS)}")
-    inputs = {f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, height, width))
-              for c in CAMERAS[:cameras]}
+    inputs = {
+        f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, height, width))
+        for c in CAMERAS[:cameras]
+    }
     inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
     outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
     if tiny:
         return make_tiny_policy_config(vlm_dir, input_features=inputs, output_features=outputs, device=device)
-    return SmolVLADriftConfig(vlm_model_name=str(vlm_dir), load_vlm_weights=False, input_features=inputs,
-                              output_features=outputs, device=device, push_to_hub=False)
+    return SmolVLADriftConfig(
+        vlm_model_name=str(vlm_dir),
+        load_vlm_weights=False,
+        input_features=inputs,
+        output_features=outputs,
+        device=device,
+        push_to_hub=False,
+    )
 
 
 def stock_config(ours):

@@ -22,4 +22,3 @@ def compile_expert(model, mode: str | None = None) -> None:
         return
     current = model.__dict__.get("denoise_step", type(model).denoise_step.__get__(model))
     model.denoise_step = torch.compile(current, mode=mode, dynamic=False)
-

@@ -60,11 +60,18 @@ def _stock_slice(cfg, seconds: float) -> dict:
     from lerobot.cameras.opencv import OpenCVCameraConfig
     from lerobot.robots.lekiwi import LeKiwiClient, LeKiwiClientConfig
 
-    cams = {c.name: OpenCVCameraConfig(index_or_path=c.device, width=c.width, height=c.height, fps=30)
-            for c in cfg.cameras}
-    client = LeKiwiClient(LeKiwiClientConfig(remote_ip="127.0.0.1", port_zmq_cmd=cfg.host.port_cmd,
-                                             port_zmq_observations=cfg.host.port_obs, cameras=cams,
-                                             connect_timeout_s=30))
+    cams = {
+        c.name: OpenCVCameraConfig(index_or_path=c.device, width=c.width, height=c.height, fps=30) for c in cfg.cameras
+    }
+    client = LeKiwiClient(
+        LeKiwiClientConfig(
+            remote_ip="127.0.0.1",
+            port_zmq_cmd=cfg.host.port_cmd,
+            port_zmq_observations=cfg.host.port_obs,
+            cameras=cams,
+            connect_timeout_s=30,
+        )
+    )
     client.connect()
     n, decode, age = 0, [], []
     c0, t0 = time.process_time(), time.monotonic()
@@ -96,14 +103,26 @@ def _summary(slices: list[dict]) -> dict:
     decode = np.array([d for s in slices for d in s["decode"]])
     age = np.array([a for s in slices for a in s["age"]])
     pct = lambda a, q: float(np.percentile(a, q)) if a.size else float("nan")  # noqa: E731
-    return {"observations": n, "rate_hz": n / wall, "decode_p50_ms": pct(decode, 50), "decode_p99_ms": pct(decode, 99),
-            "age_p50_ms": pct(age, 50), "age_p99_ms": pct(age, 99), "cpu_ms_per_obs": 1000.0 * cpu / max(n, 1)}
+    return {
+        "observations": n,
+        "rate_hz": n / wall,
+        "decode_p50_ms": pct(decode, 50),
+        "decode_p99_ms": pct(decode, 99),
+        "age_p50_ms": pct(age, 50),
+        "age_p99_ms": pct(age, 99),
+        "cpu_ms_per_obs": 1000.0 * cpu / max(n, 1),
+    }
 
 
 def _print_table(ours: dict, stock: dict) -> None:
-    rows = [("observation rate (Hz)", "rate_hz", "{:.1f}"), ("decode+validate p50 (ms)", "decode_p50_ms", "{:.2f}"),
-            ("decode+validate p99 (ms)", "decode_p99_ms", "{:.2f}"), ("observation age p50 (ms)", "age_p50_ms", "{:.1f}"),
-            ("observation age p99 (ms)", "age_p99_ms", "{:.1f}"), ("CPU per observation (ms)", "cpu_ms_per_obs", "{:.2f}")]
+    rows = [
+        ("observation rate (Hz)", "rate_hz", "{:.1f}"),
+        ("decode+validate p50 (ms)", "decode_p50_ms", "{:.2f}"),
+        ("decode+validate p99 (ms)", "decode_p99_ms", "{:.2f}"),
+        ("observation age p50 (ms)", "age_p50_ms", "{:.1f}"),
+        ("observation age p99 (ms)", "age_p99_ms", "{:.1f}"),
+        ("CPU per observation (ms)", "cpu_ms_per_obs", "{:.2f}"),
+    ]
     print(f"{'':28s} {'RobotLink':>11s} {'stock':>11s} {'ours/stock':>11s}")
     for label, key, fmt in rows:
         ratio = ours[key] / stock[key] if stock[key] else float("nan")
@@ -112,12 +131,12 @@ def _print_table(ours: dict, stock: dict) -> None:
 
 
 def run(args) -> int:
+    import logging
+
     import yaml
 
     from lekiwi_drift.config.robot import load_config
     from lekiwi_drift.link.ports import free_loopback_ports
-
-    import logging
 
     # The stock client logs every empty poll at INFO on the root logger; keep the table readable.
     logging.getLogger().setLevel(logging.WARNING)
@@ -125,25 +144,33 @@ def run(args) -> int:
     port_cmd, port_obs = free_loopback_ports(2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-link-"))
     config_path = tmp / "lekiwi.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "cameras": [{"name": n, "width": width, "height": height} for n in ("front", "wrist", "top")],
-        "host": {"address": "127.0.0.1", "bind": "127.0.0.1", "port_cmd": port_cmd, "port_obs": port_obs},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"name": n, "width": width, "height": height} for n in ("front", "wrist", "top")],
+                "host": {"address": "127.0.0.1", "bind": "127.0.0.1", "port_cmd": port_cmd, "port_obs": port_obs},
+            }
+        )
+    )
     cfg = load_config(config_path)
     slice_s = args.seconds / args.slices
-    proc = mp.get_context("spawn").Process(target=_serve, args=(str(config_path), width, height, not args.plain,
-                                                                2 * args.seconds + 60.0), daemon=True)
+    proc = mp.get_context("spawn").Process(
+        target=_serve, args=(str(config_path), width, height, not args.plain, 2 * args.seconds + 60.0), daemon=True
+    )
     proc.start()
-    print(f"host: 3 cameras {width}x{height} at 30 Hz ({'flat' if args.plain else 'sensor-noise'} frames); "
-          f"{args.slices} slices of {slice_s:.1f} s per client, alternating (one client connected at a time: "
-          "a PUSH socket deals messages round-robin to its peers)")
+    print(
+        f"host: 3 cameras {width}x{height} at 30 Hz ({'flat' if args.plain else 'sensor-noise'} frames); "
+        f"{args.slices} slices of {slice_s:.1f} s per client, alternating (one client connected at a time: "
+        "a PUSH socket deals messages round-robin to its peers)"
+    )
     ours_slices, stock_slices = [], []
     try:
         for i in range(2 * args.slices):
             fn = _ours_slice if (i % 4) in (0, 3) else _stock_slice  # A B B A: each gets early and late slots
             (ours_slices if fn is _ours_slice else stock_slices).append(fn(cfg, slice_s))
-            print(f"  slice {i + 1}/{2 * args.slices} ({'RobotLink' if fn is _ours_slice else 'stock'}) done",
-                  flush=True)
+            print(
+                f"  slice {i + 1}/{2 * args.slices} ({'RobotLink' if fn is _ours_slice else 'stock'}) done", flush=True
+            )
     finally:
         proc.terminate()
         proc.join(5)
@@ -151,6 +178,7 @@ def run(args) -> int:
     print()
     _print_table(ours, theirs)
     if args.out:
-        args.out.write_text(json.dumps({"robotlink": ours, "stock": theirs, "size": args.size,
-                                        "texture": not args.plain}, indent=2))
+        args.out.write_text(
+            json.dumps({"robotlink": ours, "stock": theirs, "size": args.size, "texture": not args.plain}, indent=2)
+        )
     return 0

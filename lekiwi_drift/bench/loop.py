@@ -25,8 +25,12 @@ CAMS = ("front", "wrist", "top")
 
 def add_arguments(parser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per tiny-policy run (default 10)")
-    parser.add_argument("--full-seconds", type=float, default=20.0,
-                        help="seconds per full-size run (default 20: ~3 chunks at ~6 s each on a 2-core CPU)")
+    parser.add_argument(
+        "--full-seconds",
+        type=float,
+        default=20.0,
+        help="seconds per full-size run (default 20: ~3 chunks at ~6 s each on a 2-core CPU)",
+    )
     parser.add_argument("--no-full", action="store_true", help="skip the full-size policy")
     parser.add_argument("--tiny-size", default="128x96", help="camera size for the tiny runs (default 128x96)")
     parser.add_argument("--full-size", default="640x480", help="camera size for the full-size runs (default 640x480)")
@@ -78,13 +82,20 @@ def _policy(full: bool, vlm_dir: Path, device: str, size: str):
     outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(9,))}
     torch.manual_seed(0)
     if full:  # SmolVLA's default policy shapes on the published VLM shapes
-        cfg = SmolVLADriftConfig(vlm_model_name=str(vlm_dir), load_vlm_weights=False, input_features=inputs,
-                                 output_features=outputs, device=device, push_to_hub=False)
+        cfg = SmolVLADriftConfig(
+            vlm_model_name=str(vlm_dir),
+            load_vlm_weights=False,
+            input_features=inputs,
+            output_features=outputs,
+            device=device,
+            push_to_hub=False,
+        )
     else:
         cfg = make_tiny_policy_config(vlm_dir, input_features=inputs, output_features=outputs, device=device)
     policy = SmolVLADriftPolicy(cfg).to(device).eval()
-    pre, post = make_pre_post_processors(cfg, dataset_stats=None,
-                                         preprocessor_overrides={"device_processor": {"device": device}})
+    pre, post = make_pre_post_processors(
+        cfg, dataset_stats=None, preprocessor_overrides={"device_processor": {"device": device}}
+    )
     return policy, pre, post
 
 
@@ -94,12 +105,28 @@ def _runtime(policy, pre, post, sampler: str, label: str, device: str, warm_size
 
     c = policy.config
     c.sampler, c.flow_steps, c.keystone_samples, c.keystone_clusters = {
-        "drift+KS8": ("drift", 10, 8, 4), "drift-1": ("drift", 10, 1, 4), "fm10": ("flow", 10, 1, 4)}[sampler]
+        "drift+KS8": ("drift", 10, 8, 4),
+        "drift-1": ("drift", 10, 1, 4),
+        "fm10": ("flow", 10, 1, 4),
+    }[sampler]
     c.validate()
-    preset = Preset(name=label, checkpoint="in-memory", sampler=c.sampler, flow_steps=c.flow_steps,
-                    keystone_samples=c.keystone_samples)
-    rt = PolicyRuntime(preset, policy, pre, post, {cam: f"observation.images.{cam}" for cam in CAMS}, None, device,
-                       checkpoint_hash="random")
+    preset = Preset(
+        name=label,
+        checkpoint="in-memory",
+        sampler=c.sampler,
+        flow_steps=c.flow_steps,
+        keystone_samples=c.keystone_samples,
+    )
+    rt = PolicyRuntime(
+        preset,
+        policy,
+        pre,
+        post,
+        {cam: f"observation.images.{cam}" for cam in CAMS},
+        None,
+        device,
+        checkpoint_hash="random",
+    )
     rt.warm_up(list(CAMS), repeats=repeats, size=warm_size)
     return rt
 
@@ -124,10 +151,12 @@ def _run(rt, mode: str, seconds: float, size: str) -> dict:
 
 
 def _row(model: str, sampler: str, mode: str, t: dict) -> str:
-    return (f"| {model} | {sampler} | {mode} | {t['infer_ms_p50']:.0f} | {t['hz']:.1f} | {t['jitter_p50_ms']:.2f} | "
-            f"{t['jitter_p99_ms']:.2f} | {t['chunks']} | {t['stall_ticks_per_replan']:.1f} | "
-            f"{t['late_actions_per_replan']:.1f} | {t['skipped_actions_per_replan']:.1f} | "
-            f"{t['dropped_per_replan']:.1f} | {t['startup_ticks']} |")
+    return (
+        f"| {model} | {sampler} | {mode} | {t['infer_ms_p50']:.0f} | {t['hz']:.1f} | {t['jitter_p50_ms']:.2f} | "
+        f"{t['jitter_p99_ms']:.2f} | {t['chunks']} | {t['stall_ticks_per_replan']:.1f} | "
+        f"{t['late_actions_per_replan']:.1f} | {t['skipped_actions_per_replan']:.1f} | "
+        f"{t['dropped_per_replan']:.1f} | {t['startup_ticks']} |"
+    )
 
 
 def run(args) -> int:
@@ -137,10 +166,14 @@ def run(args) -> int:
 
     logging.getLogger("lekiwi_drift.link.host").setLevel(logging.WARNING)  # one host per row: keep the table clean
 
-    print(f"lekiwi-drift bench loop ({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.device}); fake LeKiwi over the real wire, real time, 30 Hz")
-    print("| policy | sampler | mode | infer p50 (ms) | Hz | jitter p50 (ms) | jitter p99 (ms) | chunks | "
-          "stall ticks/replan | late actions/replan | skipped actions/replan | dropped/replan | startup ticks |")
+    print(
+        f"lekiwi-drift bench loop ({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {args.device}); fake LeKiwi over the real wire, real time, 30 Hz"
+    )
+    print(
+        "| policy | sampler | mode | infer p50 (ms) | Hz | jitter p50 (ms) | jitter p99 (ms) | chunks | "
+        "stall ticks/replan | late actions/replan | skipped actions/replan | dropped/replan | startup ticks |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     tw, th = (int(v) for v in args.tiny_size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:

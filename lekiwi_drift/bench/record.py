@@ -52,9 +52,15 @@ def measure(mode: str, size: str, ticks: int, config: str | None = None) -> dict
         obs = link.connect()
         if mode != "plain":
             shapes = {n: obs.images[n].shape[:2] for n in local.config.camera_names}
-            rec = EpisodeRecorder(RecorderConfig(root=tmp / "ds", task="bench",
-                                                 streaming_encoding=mode == "record-streaming",
-                                                 parallel_encoding=mode == "record-parallel"), shapes).open()
+            rec = EpisodeRecorder(
+                RecorderConfig(
+                    root=tmp / "ds",
+                    task="bench",
+                    streaming_encoding=mode == "record-streaming",
+                    parallel_encoding=mode == "record-parallel",
+                ),
+                shapes,
+            ).open()
         source = ScriptedSource()
         add_ms, tick_ms = [], []
         for _ in range(ticks):
@@ -81,15 +87,20 @@ def measure(mode: str, size: str, ticks: int, config: str | None = None) -> dict
 
 
 def format_rows(results: list[dict], ticks: int) -> str:
-    rows = [f"{'mode':<17} {'add p50':>8} {'add p95':>8} {'add max':>8} {'tick p50':>9} {'tick p95':>9} "
-            f"{'save':>7}",
-            f"{'':<17} {'(ms)':>8} {'(ms)':>8} {'(ms)':>8} {'(ms)':>9} {'(ms)':>9} {'(s)':>7}"]
+    rows = [
+        f"{'mode':<17} {'add p50':>8} {'add p95':>8} {'add max':>8} {'tick p50':>9} {'tick p95':>9} {'save':>7}",
+        f"{'':<17} {'(ms)':>8} {'(ms)':>8} {'(ms)':>8} {'(ms)':>9} {'(ms)':>9} {'(s)':>7}",
+    ]
     for r in results:
         a, t = r["add_ms"], r["tick_ms"]
-        rows.append(f"{r['mode']:<17} {_pct(a, 50):8.2f} {_pct(a, 95):8.2f} {max(a) if a else float('nan'):8.2f} "
-                    f"{_pct(t, 50):9.2f} {_pct(t, 95):9.2f} {r['save_s']:7.2f}")
-    rows.append(f"({ticks} ticks = {ticks / 30:.1f} s of 30 fps data per mode; save = end-of-episode "
-                "save_episode + finalize + reopen)")
+        rows.append(
+            f"{r['mode']:<17} {_pct(a, 50):8.2f} {_pct(a, 95):8.2f} {max(a) if a else float('nan'):8.2f} "
+            f"{_pct(t, 50):9.2f} {_pct(t, 95):9.2f} {r['save_s']:7.2f}"
+        )
+    rows.append(
+        f"({ticks} ticks = {ticks / 30:.1f} s of 30 fps data per mode; save = end-of-episode "
+        "save_episode + finalize + reopen)"
+    )
     return "\n".join(rows)
 
 

@@ -91,11 +91,15 @@ def bench_realtime(seconds: float, width: int, height: int) -> dict:
 def run(args) -> int:
     import lekiwi_drift.sim  # noqa: F401  (picks MUJOCO_GL=egl on a headless machine)
 
-    print(f"lekiwi-drift bench sim  ({platform.machine()}, {os.cpu_count()} CPUs, "
-          f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')})")
+    print(
+        f"lekiwi-drift bench sim  ({platform.machine()}, {os.cpu_count()} CPUs, "
+        f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')})"
+    )
     phys = bench_physics(args.episodes)
-    print(f"physics (expert episodes, no cameras, dt {phys['dt_ms']:.2f} ms): "
-          f"{phys['steps_per_s']:,.0f} steps/s, real-time factor {phys['rtf']:.1f}")
+    print(
+        f"physics (expert episodes, no cameras, dt {phys['dt_ms']:.2f} ms): "
+        f"{phys['steps_per_s']:,.0f} steps/s, real-time factor {phys['rtf']:.1f}"
+    )
     rend = bench_render(args.frames)
     print("render, ms per camera image     shared renderer   renderer per camera")
     for w, h in SIZES:
@@ -103,6 +107,8 @@ def run(args) -> int:
     print("real-time clock, 3 cameras, get_observation loop:")
     for w, h in SIZES:
         rt = bench_realtime(args.seconds, w, h)
-        print(f"  {w}x{h:<4}  {rt['obs_hz']:5.1f} observations/s (distinct frames), physics real-time factor "
-              f"{rt['rtf']:.3f}, lag resets {rt['lag_events']}")
+        print(
+            f"  {w}x{h:<4}  {rt['obs_hz']:5.1f} observations/s (distinct frames), physics real-time factor "
+            f"{rt['rtf']:.3f}, lag resets {rt['lag_events']}"
+        )
     return 0

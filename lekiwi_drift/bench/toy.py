@@ -32,12 +32,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--contexts", type=int, default=32, help="held-out contexts (default: 32)")
     parser.add_argument("--per-context", type=int, default=128, help="samples per held-out context (default: 128)")
     parser.add_argument(
-        "--bf16-groupings", default="action_dim",
+        "--bf16-groupings",
+        default="action_dim",
         help="groupings trained under bf16 autocast with and without the fp32 guard, comma-separated, "
         "or 'none' (default: action_dim)",
     )
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default: 1; on a shared 2-core box more threads oversubscribe)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default: 1; on a shared 2-core box more threads oversubscribe)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 20 steps, small eval")
     parser.add_argument("--out", default=None, help="folder for results.json and the PNG plots")
 
@@ -94,8 +99,11 @@ def generate(run, ctx, per_context: int, steps: int, seed: int):
     eps = torch.randn(e * per_context, CHUNK, len(CHANNELS), generator=gen)
     rep = ctx.repeat_interleave(per_context, 0)
     with torch.no_grad():  # evaluated in fp32 for every run: the comparison is about training
-        z = run.model.one_step(rep, eps) if steps == 1 and run.spec.objective == "drift" else (
-            run.model.flow_sample(rep, eps, steps))
+        z = (
+            run.model.one_step(rep, eps)
+            if steps == 1 and run.spec.objective == "drift"
+            else (run.model.flow_sample(rep, eps, steps))
+        )
     return (z * run.std + run.mean).view(e, per_context, CHUNK, len(CHANNELS))
 
 
@@ -121,15 +129,33 @@ def run_study(args, progress=print) -> dict:
             rows.setdefault(name, []).append(m)
             if spec.seed == 0:
                 examples[name] = gen
-        runs_meta.append({"name": spec.name, "seed": spec.seed, "seconds": run.seconds,
-                          "final_loss": run.final_loss, "diverged": run.diverged})
-        progress(f"[{i:>2}/{len(specs)}] {spec.name:<26} seed {spec.seed}: {spec.steps} steps in "
-                 f"{run.seconds:5.1f} s, final loss {run.final_loss:.4g}"
-                 f"{'  DIVERGED' if run.diverged else ''}  (elapsed {time.perf_counter() - t_start:5.0f} s)")
+        runs_meta.append(
+            {
+                "name": spec.name,
+                "seed": spec.seed,
+                "seconds": run.seconds,
+                "final_loss": run.final_loss,
+                "diverged": run.diverged,
+            }
+        )
+        progress(
+            f"[{i:>2}/{len(specs)}] {spec.name:<26} seed {spec.seed}: {spec.steps} steps in "
+            f"{run.seconds:5.1f} s, final loss {run.final_loss:.4g}"
+            f"{'  DIVERGED' if run.diverged else ''}  (elapsed {time.perf_counter() - t_start:5.0f} s)"
+        )
     examples["true sampler"] = true_a
-    meta = {"seeds": args.seeds, "steps": args.steps, "batch": args.batch, "samples": args.samples,
-            "contexts": args.contexts, "per_context": args.per_context, "threads": args.threads,
-            "bf16_groupings": args.bf16_groupings, "wall_s": time.perf_counter() - t_start, "runs": runs_meta}
+    meta = {
+        "seeds": args.seeds,
+        "steps": args.steps,
+        "batch": args.batch,
+        "samples": args.samples,
+        "contexts": args.contexts,
+        "per_context": args.per_context,
+        "threads": args.threads,
+        "bf16_groupings": args.bf16_groupings,
+        "wall_s": time.perf_counter() - t_start,
+        "runs": runs_meta,
+    }
     return {"rows": rows, "meta": meta, "examples": examples, "contexts": ctx}
 
 
@@ -143,8 +169,11 @@ def run(args) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        print(f"lekiwi-drift bench toy: {args.seeds} seeds, {args.steps} steps x {args.batch} obs x G={args.samples}, "
-              f"eval {args.contexts} contexts x {args.per_context} samples, {args.threads} thread(s)", flush=True)
+        print(
+            f"lekiwi-drift bench toy: {args.seeds} seeds, {args.steps} steps x {args.batch} obs x G={args.samples}, "
+            f"eval {args.contexts} contexts x {args.per_context} samples, {args.threads} thread(s)",
+            flush=True,
+        )
         study = run_study(args, progress=lambda line: print(line, flush=True))
     finally:
         torch.set_num_threads(threads)
@@ -154,8 +183,9 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "toy_results.json").write_text(json.dumps(
-            {"meta": study["meta"], "summary": summary, "per_seed": study["rows"]}, indent=2))
+        (out / "toy_results.json").write_text(
+            json.dumps({"meta": study["meta"], "summary": summary, "per_seed": study["rows"]}, indent=2)
+        )
         for path in write_plots(summary, study["examples"], study["contexts"], out):
             print(f"wrote {path}")
         print(f"wrote {out / 'toy_results.json'}")

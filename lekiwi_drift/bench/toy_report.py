@@ -60,24 +60,38 @@ def write_plots(summary: dict[str, dict], examples: dict, contexts, out: Path) -
     names = [n for n in summary if n != "true sampler"]
     colors = [PALETTE[0] if n.startswith("drift") else PALETTE[1] for n in names]
     shown = ("ed_dim_mean", "ed_joint", "mode_weight_err", "mode_consistency", "switch_w1_steps", "gripper_crisp")
-    fig = figure(1500, 900, "Toy grouping study: mean ± std over seeds on held-out contexts "
-                            "(dashed line: fresh true samples, the floor)")
+    fig = figure(
+        1500,
+        900,
+        "Toy grouping study: mean ± std over seeds on held-out contexts (dashed line: fresh true samples, the floor)",
+    )
     axes = fig.subplots(2, 3, sharey=True).flat
     for ax, key in zip(axes, shown, strict=True):
         header, lower = next((h, lo) for k, h, lo in METRICS if k == key)
-        hbars(ax, names, [[summary[n][key][0]] for n in names], errors=[summary[n][key][1] for n in names],
-              ref=summary["true sampler"][key][0], colors=colors, value_labels=True)
+        hbars(
+            ax,
+            names,
+            [[summary[n][key][0]] for n in names],
+            errors=[summary[n][key][1] for n in names],
+            ref=summary["true sampler"][key][0],
+            colors=colors,
+            value_labels=True,
+        )
         ax.set_title(f"{header} ({'lower' if lower else 'higher'} is better)", fontsize=10)
     paths = [save(fig, out / "toy_grouping_metrics.png")]
 
     p_left = left_probability(contexts)
     c = int((p_left - 0.5).abs().argmin())
     rows = ["true sampler"] + [n for n in examples if n != "true sampler"]
-    channels = ((Y_VEL, "y.vel (m/s)", (-0.25, 0.25)), (THETA_VEL, "theta.vel (deg/s)", (-40.0, 40.0)),
-                (GRIPPER, "gripper (0-100)", (-20.0, 120.0)))
+    channels = (
+        (Y_VEL, "y.vel (m/s)", (-0.25, 0.25)),
+        (THETA_VEL, "theta.vel (deg/s)", (-40.0, 40.0)),
+        (GRIPPER, "gripper (0-100)", (-20.0, 120.0)),
+    )
     height = 60 + 110 * len(rows)
-    fig = figure(1300, height, f"24 samples (seed 0) for one held-out context, P(left) = {float(p_left[c]):.2f}",
-                 layout=None)
+    fig = figure(
+        1300, height, f"24 samples (seed 0) for one held-out context, P(left) = {float(p_left[c]):.2f}", layout=None
+    )
     # 270 px on the left for the method names, 62 px on top for the two title lines, 25 px below for the
     # step axis
     fig.suptitle(fig.get_suptitle(), y=1 - 6 / height, va="top")
@@ -90,8 +104,13 @@ def write_plots(summary: dict[str, dict], examples: dict, contexts, out: Path) -
             # one line per sample over the chunk's steps; one collection per panel, not 24 Line2D artists,
             # keeps the 24-panel figure quick to draw
             curves = chunks[..., dim].tolist()
-            ax.add_collection(LineCollection([list(enumerate(cv)) for cv in curves], linewidths=0.8,
-                                             colors=[PALETTE[k % len(PALETTE)] for k in range(len(curves))]))
+            ax.add_collection(
+                LineCollection(
+                    [list(enumerate(cv)) for cv in curves],
+                    linewidths=0.8,
+                    colors=[PALETTE[k % len(PALETTE)] for k in range(len(curves))],
+                )
+            )
             ax.set_xlim(0, len(curves[0]) - 1)
             ax.set_ylim(lo, hi)
             ax.set_yticks([lo, hi])
@@ -100,8 +119,16 @@ def write_plots(summary: dict[str, dict], examples: dict, contexts, out: Path) -
             if r == 0:
                 ax.set_title(label, fontsize=10)
             if col == 0:  # the method's name, right-aligned left of the y tick labels
-                ax.annotate(name, (0, 0.5), xycoords="axes fraction", xytext=(-34, 0), textcoords="offset points",
-                            ha="right", va="center", fontsize=9)
+                ax.annotate(
+                    name,
+                    (0, 0.5),
+                    xycoords="axes fraction",
+                    xytext=(-34, 0),
+                    textcoords="offset points",
+                    ha="right",
+                    va="center",
+                    fontsize=9,
+                )
             ax.tick_params(labelsize=8)
     paths.append(save(fig, out / "toy_grouping_samples.png"))
     return paths

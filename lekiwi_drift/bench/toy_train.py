@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 import torch
 
-from lekiwi_drift.bench.toy_data import CHANNELS, CHUNK, CONTEXT_DIM, normalisation_stats, sample_chunks, sample_contexts
+from lekiwi_drift.bench.toy_data import (
+    CHANNELS,
+    CHUNK,
+    CONTEXT_DIM,
+    normalisation_stats,
+    sample_chunks,
+    sample_contexts,
+)
 from lekiwi_drift.bench.toy_model import ToyGenerator, flow_matching_loss
 from lekiwi_drift.policy.drift import DEFAULT_TEMPERATURES, drift_loss, to_units
 

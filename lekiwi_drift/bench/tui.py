@@ -38,9 +38,24 @@ def time_first_screen(protocol: str, sessions_dir: str, timeout_s: float = 30.0)
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = {**os.environ, "TERM": os.environ.get("TERM", "xterm-256color"), "COLUMNS": "120", "LINES": "40"}
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "lekiwi_drift.cli.main", "trials", protocol, "--new",
-                             "--first-paint-exit", "--sessions-dir", sessions_dir],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lekiwi_drift.cli.main",
+            "trials",
+            protocol,
+            "--new",
+            "--first-paint-exit",
+            "--sessions-dir",
+            sessions_dir,
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     out = b""
     deadline = t0 + timeout_s
@@ -78,10 +93,14 @@ def run(args) -> int:
             firsts.append(first)
             exits.append(done)
             torch_seen |= torch_imported
-            print(f"run {i + 1}: first screen {first:.3f} s, process exit {done:.3f} s"
-                  f"{', torch imported' if torch_imported else ''}")
+            print(
+                f"run {i + 1}: first screen {first:.3f} s, process exit {done:.3f} s"
+                f"{', torch imported' if torch_imported else ''}"
+            )
     med, worst = statistics.median(firsts), max(firsts)
-    print(f"\nprocess start -> first screen (pty 120x40, {args.runs} runs): median {med:.3f} s, "
-          f"max {worst:.3f} s; target <= {TARGET_S:g} s: {'met' if worst <= TARGET_S else 'MISSED'}")
+    print(
+        f"\nprocess start -> first screen (pty 120x40, {args.runs} runs): median {med:.3f} s, "
+        f"max {worst:.3f} s; target <= {TARGET_S:g} s: {'met' if worst <= TARGET_S else 'MISSED'}"
+    )
     print(f"torch imported before the first screen: {'YES (bad)' if torch_seen else 'no'}")
     return 0 if worst <= TARGET_S and not torch_seen else 1

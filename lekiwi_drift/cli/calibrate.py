@@ -15,9 +15,11 @@ from pathlib import Path
 
 def add_parser(sub) -> None:
     p = sub.add_parser("calibrate", help="calibrate the LeKiwi arm (follower, on the Pi) or the SO-101 leader")
-    p.add_argument("device", choices=("follower", "leader"),
-                   help="follower: the LeKiwi's arm motors (port, id); leader: the SO-101 leader (leader_port, "
-                        "leader_id)")
+    p.add_argument(
+        "device",
+        choices=("follower", "leader"),
+        help="follower: the LeKiwi's arm motors (port, id); leader: the SO-101 leader (leader_port, leader_id)",
+    )
     p.add_argument("--config", help="robot config YAML (default: ./lekiwi.yaml, else the packaged example)")
     p.add_argument("--port", help="override the serial port from the config")
     p.set_defaults(run=run)
@@ -37,8 +39,15 @@ def make_device(device: str, cfg):
     check_port(cfg.port, "LeKiwi follower (motor bus)", cfg, "port")
     from lerobot.robots.lekiwi import LeKiwi, LeKiwiConfig
 
-    return LeKiwi(LeKiwiConfig(id=cfg.id, calibration_dir=Path(cfg.calibration_dir), port=cfg.port, cameras={},
-                               disable_torque_on_disconnect=True))
+    return LeKiwi(
+        LeKiwiConfig(
+            id=cfg.id,
+            calibration_dir=Path(cfg.calibration_dir),
+            port=cfg.port,
+            cameras={},
+            disable_torque_on_disconnect=True,
+        )
+    )
 
 
 def run(args) -> int:
@@ -55,8 +64,11 @@ def run(args) -> int:
     expected = calibration_file(cfg, device_id)
     device = make_device(args.device, cfg)
     if Path(device.calibration_fpath) != expected:  # would mean LeRobot changed its naming: fail loudly
-        print(f"lekiwi-drift calibrate: LeRobot would write {device.calibration_fpath}, but host and teleop read "
-              f"{expected}", file=sys.stderr)
+        print(
+            f"lekiwi-drift calibrate: LeRobot would write {device.calibration_fpath}, but host and teleop read "
+            f"{expected}",
+            file=sys.stderr,
+        )
         return 1
     # LeRobot's own flow (lerobot-calibrate): connect without auto-calibration, calibrate, disconnect.
     device.connect(calibrate=False)

@@ -18,7 +18,8 @@ def run(args) -> int:
         public, secret = make_keypair(args.dir, name)
         print(f"{name}: public {public}  secret {secret}")
     print(
-        "\nOn the robot (lekiwi.yaml):  keys: {host_secret: .../host.key_secret, authorized_clients: [.../client.key]}\n"
+        "\nOn the robot (lekiwi.yaml):  keys: {host_secret: .../host.key_secret, "
+        "authorized_clients: [.../client.key]}\n"
         "On the laptop (lekiwi.yaml): keys: {client_secret: .../client.key_secret, host_public: .../host.key}\n"
         "Copy only public (.key) files between machines; keep each .key_secret where it was made."
     )

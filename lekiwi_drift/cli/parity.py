@@ -37,13 +37,26 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("parity", help="check train/deploy input parity of a policy preset on a dataset",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", default="drift", help="preset name (policies/NAME.yaml) or a preset file (default: drift)")
+    p = sub.add_parser(
+        "parity",
+        help="check train/deploy input parity of a policy preset on a dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--policy", default="drift", help="preset name (policies/NAME.yaml) or a preset file (default: drift)"
+    )
     p.add_argument("--dataset", required=True, metavar="DIR", help="a LeRobotDataset directory (meta/, data/, videos/)")
-    p.add_argument("--episodes", type=int, nargs="+", metavar="N",
-                   help="dataset episodes to use (default: all); for the action error pick held-out ones")
-    p.add_argument("--every", type=int, default=25, metavar="N", help="use every N-th frame of an episode (default: 25)")
+    p.add_argument(
+        "--episodes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="dataset episodes to use (default: all); for the action error pick held-out ones",
+    )
+    p.add_argument(
+        "--every", type=int, default=25, metavar="N", help="use every N-th frame of an episode (default: 25)"
+    )
     p.add_argument("--seed", type=int, default=0, help="torch seed for the policy's noise (default: 0)")
     p.add_argument("--device", help="override the preset's device (cpu, cuda, ...)")
     p.add_argument("--no-actions", action="store_true", help="inputs only; skip the open-loop action error")
@@ -95,11 +108,14 @@ def run(args) -> int:
     except (PolicyMismatchError, FileNotFoundError, ParityError) as exc:
         return fail(str(exc))
     print(runtime.describe())
-    print(f"comparing {len(frames)} frames (every {args.every}), "
-          f"{'inputs only' if args.no_actions else f'plus open-loop actions, seed {args.seed}'}")
+    print(
+        f"comparing {len(frames)} frames (every {args.every}), "
+        f"{'inputs only' if args.no_actions else f'plus open-loop actions, seed {args.seed}'}"
+    )
     try:
-        report = compare(runtime, ds, frames, seed=args.seed, actions=not args.no_actions,
-                         on_frame=_progress(len(frames)))
+        report = compare(
+            runtime, ds, frames, seed=args.seed, actions=not args.no_actions, on_frame=_progress(len(frames))
+        )
     except ParityError as exc:
         return fail(str(exc), 1)
     _print_report(report)
@@ -116,26 +132,40 @@ def _fmt(v: float) -> str:
 def _print_report(r) -> None:
     from lekiwi_drift.control.parity_checks import IMAGE_MEAN_TOL, STATE_TOL
 
-    print(f"\ninputs after preprocessing (deploy vs training; fail: image mean > {IMAGE_MEAN_TOL}, "
-          f"state max > {STATE_TOL:g}):")
+    print(
+        f"\ninputs after preprocessing (deploy vs training; fail: image mean > {IMAGE_MEAN_TOL}, "
+        f"state max > {STATE_TOL:g}):"
+    )
     print(f"  {'input':<28} {'robot camera':<13} {'max |diff|':>10} {'mean |diff|':>11}  closest training image")
     for img in r.images:
         size = f" size {img.deploy_shape[1]}x{img.deploy_shape[0]}"
-        print(f"  {img.key:<28} {img.robot_camera:<13} {_fmt(img.max_abs):>10} {_fmt(img.mean_abs):>11}  "
-              f"{img.best_match} ({img.best_mean_abs:.4f}){size}  {'ok' if img.ok else 'FLAGGED'}")
+        print(
+            f"  {img.key:<28} {img.robot_camera:<13} {_fmt(img.max_abs):>10} {_fmt(img.mean_abs):>11}  "
+            f"{img.best_match} ({img.best_mean_abs:.4f}){size}  {'ok' if img.ok else 'FLAGGED'}"
+        )
     s = r.state
-    print(f"  {'observation.state':<28} {'':<13} {_fmt(s.max_abs):>10} {_fmt(s.mean_abs):>11}  "
-          f"{'ok' if s.ok else 'FLAGGED'}")
+    print(
+        f"  {'observation.state':<28} {'':<13} {_fmt(s.max_abs):>10} {_fmt(s.mean_abs):>11}  "
+        f"{'ok' if s.ok else 'FLAGGED'}"
+    )
     print(f"  language tokens: {'equal' if r.tokens_equal else 'DIFFER'} (task {r.deploy_task!r})")
     for n in r.norms:
-        print(f"  normaliser {n.key}: checkpoint vs dataset mean shift <= {n.max_mean_shift:.2f} std, std ratio "
-              f"<= {n.max_std_ratio:.2f} (worst {n.worst_dim}): {n.level}")
+        print(
+            f"  normaliser {n.key}: checkpoint vs dataset mean shift <= {n.max_mean_shift:.2f} std, std ratio "
+            f"<= {n.max_std_ratio:.2f} (worst {n.worst_dim}): {n.level}"
+        )
     a = r.action
     if a is not None:
-        print(f"\nopen-loop action error over {a.frames} frames, chunk {a.chunk}, {a.steps} steps, seed {a.seed} "
-              "(MSE / dataset action variance; meaningful on episodes the checkpoint was not trained on):")
+        print(
+            f"\nopen-loop action error over {a.frames} frames, chunk {a.chunk}, {a.steps} steps, seed {a.seed} "
+            "(MSE / dataset action variance; meaningful on episodes the checkpoint was not trained on):"
+        )
         for name, v, sc in zip(a.names, a.nmse, a.scale):
-            note = "  (scaled by the checkpoint's std: the dataset barely moves it)" if name in a.scale_from_checkpoint else ""
+            note = (
+                "  (scaled by the checkpoint's std: the dataset barely moves it)"
+                if name in a.scale_from_checkpoint
+                else ""
+            )
             print(f"  {name:<24} {v:8.3f}   (std {sc:.4g}){note}")
         print(f"  {'mean':<24} {a.mean:8.3f}")
     for w in r.warnings:

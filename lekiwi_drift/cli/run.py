@@ -23,9 +23,15 @@ from lekiwi_drift.sim.scene import SCENE_HELP, parse_scene
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run a policy preset on the robot or the sim (30 Hz control loop)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", default="drift", help="preset name (policies/NAME.yaml) or a preset file (default: drift)")
+    p = sub.add_parser(
+        "run",
+        help="run a policy preset on the robot or the sim (30 Hz control loop)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--policy", default="drift", help="preset name (policies/NAME.yaml) or a preset file (default: drift)"
+    )
     p.add_argument("--config", help="robot config YAML (default: ./lekiwi.yaml)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--sim", action="store_true", help="start the simulated robot in this process")
@@ -34,17 +40,28 @@ def add_parser(sub) -> None:
     p.add_argument("--episodes", type=int, default=1, help="episodes to run (default: 1)")
     p.add_argument("--mode", choices=("sync", "async"), help="override the preset's mode")
     p.add_argument("--item", default="salt_bottle", help="sim: the requested item (default: salt_bottle)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="sim: seed of the first episode's scene jitter (then +1 each); see --scene")
+    p.add_argument(
+        "--seed", type=int, default=0, help="sim: seed of the first episode's scene jitter (then +1 each); see --scene"
+    )
     p.add_argument("--scene", type=parse_scene, default=0, metavar="N|random", help="sim: " + SCENE_HELP)
-    p.add_argument("--latency", metavar="PROFILE",
-                   help="lockstep sim: charge inference latency in sim time, so the outcome does not depend on this "
-                        "machine's load: measured | paper-laptop | paper-gpu | <ms> (control/sim_time.py)")
-    p.add_argument("--clock", choices=("lockstep", "realtime"), default="lockstep",
-                   help="sim clock (default: lockstep: one command = one 1/30 s step, so a busy machine "
-                        "slows the sim instead of the robot falling behind)")
-    p.add_argument("--video", action="store_true",
-                   help="save a GIF of each episode (three cameras, time, chunk boundaries) in the run directory")
+    p.add_argument(
+        "--latency",
+        metavar="PROFILE",
+        help="lockstep sim: charge inference latency in sim time, so the outcome does not depend on this "
+        "machine's load: measured | paper-laptop | paper-gpu | <ms> (control/sim_time.py)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=("lockstep", "realtime"),
+        default="lockstep",
+        help="sim clock (default: lockstep: one command = one 1/30 s step, so a busy machine "
+        "slows the sim instead of the robot falling behind)",
+    )
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="save a GIF of each episode (three cameras, time, chunk boundaries) in the run directory",
+    )
     p.add_argument("--no-auto-success", action="store_true", help="sim: do not end an episode on `_success`")
     p.add_argument("--runs-dir", default="runs", help="where runs/<timestamp>/ goes (default: ./runs)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
@@ -103,8 +120,11 @@ def run(args) -> int:
     if args.no_auto_success:
         preset.end_on_success = False
     if args.latency and (args.host or args.clock != "lockstep"):
-        print("lekiwi-drift run: --latency charges latency in sim time; it needs the lockstep sim "
-              "(--sim, --clock lockstep)", file=sys.stderr)
+        print(
+            "lekiwi-drift run: --latency charges latency in sim time; it needs the lockstep sim "
+            "(--sim, --clock lockstep)",
+            file=sys.stderr,
+        )
         return 2
     cfg, start_sim, why = _robot_config(args)
     # The checkpoint is checked against the robot's cameras and vector sizes before anything moves.
@@ -168,14 +188,20 @@ def _print_episode(result, i: int, args, preset, session) -> None:
     t = result.telemetry
     seed = f" seed {args.seed + i}" if session.is_sim else ""
     # Late/skipped actions need a wall clock; in sim time they are zero by construction: not printed.
-    timing = (f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"
-              if session.latency is not None else f"{t['hz']:.1f} Hz, jitter p99 {t['jitter_p99_ms']:.1f} ms, "
-              f"lateness p99 {t['lateness_ms_p99']:.1f} ms, overruns {t['overruns']}, "
-              f"skipped ticks {t['skipped_ticks']}, late {t['late_actions']}, skipped {t['skipped_actions']}")
-    print(f"episode {i + 1}/{args.episodes}{seed}: {result.outcome} in {result.duration_s:.1f} s"
-          f"{' (' + result.error + ')' if result.error else ''}; chunks {t['chunks']}, infer p50 "
-          f"{t['infer_ms_p50']:.1f} ms, stall {t['stall_ticks']}, dropped {t['dropped_actions']}, "
-          f"boundary jump max {t['boundary_jump_arm_deg_max']:.1f} deg, {timing}", flush=True)
+    timing = (
+        f"sim time {t['ticks'] / preset.control_hz:.1f} s, latency charged p50 {t['charged_ms_p50']:.0f} ms"
+        if session.latency is not None
+        else f"{t['hz']:.1f} Hz, jitter p99 {t['jitter_p99_ms']:.1f} ms, "
+        f"lateness p99 {t['lateness_ms_p99']:.1f} ms, overruns {t['overruns']}, "
+        f"skipped ticks {t['skipped_ticks']}, late {t['late_actions']}, skipped {t['skipped_actions']}"
+    )
+    print(
+        f"episode {i + 1}/{args.episodes}{seed}: {result.outcome} in {result.duration_s:.1f} s"
+        f"{' (' + result.error + ')' if result.error else ''}; chunks {t['chunks']}, infer p50 "
+        f"{t['infer_ms_p50']:.1f} ms, stall {t['stall_ticks']}, dropped {t['dropped_actions']}, "
+        f"boundary jump max {t['boundary_jump_arm_deg_max']:.1f} deg, {timing}",
+        flush=True,
+    )
 
 
 def _write_summary(run_dir: Path, preset, runtime, args, results) -> None:
@@ -187,13 +213,28 @@ def _write_summary(run_dir: Path, preset, runtime, args, results) -> None:
         print(f"{preset.name}: {n_ok}/{len(results)} success (auto-scored by the sim's success detector)")
     else:
         why = "--no-auto-success" if any(r.auto_success is not None for r in results) else "no success detector"
-        print(f"{preset.name}: {len(results)} episode(s), not scored ({why}); score real trials with "
-              "`lekiwi-drift trials`")
+        print(
+            f"{preset.name}: {len(results)} episode(s), not scored ({why}); score real trials with "
+            "`lekiwi-drift trials`"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps({
-        "preset": preset.name, "preset_file": preset.source, "checkpoint": str(runtime.checkpoint_dir),
-        "checkpoint_hash": runtime.checkpoint_hash, "mode": preset.mode, "item": args.item,
-        "first_seed": args.seed, "scene": args.scene, "latency": args.latency, "max_time_s": args.max_time,
-        "episodes": [asdict(r) for r in results],
-    }, indent=2, default=str))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "preset": preset.name,
+                "preset_file": preset.source,
+                "checkpoint": str(runtime.checkpoint_dir),
+                "checkpoint_hash": runtime.checkpoint_hash,
+                "mode": preset.mode,
+                "item": args.item,
+                "first_seed": args.seed,
+                "scene": args.scene,
+                "latency": args.latency,
+                "max_time_s": args.max_time,
+                "episodes": [asdict(r) for r in results],
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(f"run summary: {run_dir / 'run.json'}")

@@ -19,8 +19,9 @@ def add_parser(sub) -> None:
     ev.add_argument("--episodes", type=int, default=50, help="seeded scenes per item (default: 50)")
     ev.add_argument("--first-seed", type=int, default=0, help="seed of the first scene (default: 0)")
     ev.add_argument("--time-limit", type=float, default=30.0, help="sim seconds per episode (default: 30)")
-    ev.add_argument("--min-success", type=float, default=0.9,
-                    help="exit 1 when an item's success rate is below this (default: 0.9)")
+    ev.add_argument(
+        "--min-success", type=float, default=0.9, help="exit 1 when an item's success rate is below this (default: 0.9)"
+    )
     ev.set_defaults(run=run_eval)
 
     sn = cmds.add_parser("snapshot", help="camera PNGs of a scene and a GIF of the expert solving it")
@@ -55,8 +56,10 @@ def run_eval(args) -> int:
     from lekiwi_drift.sim.evaluate import format_table, timed_evaluation
 
     results, wall = timed_evaluation(args.items, args.episodes, args.first_seed, args.time_limit)
-    print(f"scripted expert, {args.episodes} seeded scenes per item (seeds {args.first_seed}.."
-          f"{args.first_seed + args.episodes - 1}), {args.time_limit:g} s sim time limit")
+    print(
+        f"scripted expert, {args.episodes} seeded scenes per item (seeds {args.first_seed}.."
+        f"{args.first_seed + args.episodes - 1}), {args.time_limit:g} s sim time limit"
+    )
     print(format_table(results, wall))
     worst = min(sum(r.success for r in res) / len(res) for res in results.values())
     return 0 if worst >= args.min_success else 1

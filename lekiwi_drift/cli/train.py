@@ -32,16 +32,21 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size per process (default 32)")
     p.add_argument("--vlm-dir", help="local SmolVLM directory instead of the Hub model (offline)")
     p.add_argument("--tiny", action="store_true", help="tiny test-size model (64x64 images, 4 VLM layers, chunk 10)")
-    p.add_argument("--small", action="store_true",
-                   help="sim-scale model trained from scratch (128x128 input, 16 tokens per camera, 4 VLM layers of "
-                        "width 128, chunk 20 executing 10): the evidence runs' model, about 1.3 M parameters")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="sim-scale model trained from scratch (128x128 input, 16 tokens per camera, 4 VLM layers of "
+        "width 128, chunk 20 executing 10): the evidence runs' model, about 1.3 M parameters",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last")
     p.add_argument("--num-workers", type=int, default=4, help="data loader workers (default 4; 0 = in-process)")
     p.add_argument("--save-freq", type=int, default=5_000, help="checkpoint every N steps (and at the end)")
     p.add_argument("--log-freq", type=int, default=100, help="log metrics every N steps")
     p.add_argument("--device", help="cuda, cpu, mps (default: best available)")
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("extra", nargs="*", metavar="-- LEROBOT_OPTION", help="after `--`: options passed to LeRobot's trainer")
+    p.add_argument(
+        "extra", nargs="*", metavar="-- LEROBOT_OPTION", help="after `--`: options passed to LeRobot's trainer"
+    )
     p.set_defaults(run=run)
 
 

@@ -18,40 +18,65 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-
 REPORT_HELP = "print a session's scoreboard and Fisher tests; write trials.csv, summary.csv, report.md, success.png"
 SESSIONS_DIR_HELP = "where session databases live (default: ./trials/sessions)"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("trials", help="repeated trials per policy in a TUI, durable tallies; `trials report SESSION`",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", nargs="?", metavar="PROTOCOL",
-                   help="a protocol name (trials/<name>.yaml) or path (`report` is the subcommand above; a "
-                        "protocol file called report.yaml is reached by its path)")
+    p = sub.add_parser(
+        "trials",
+        help="repeated trials per policy in a TUI, durable tallies; `trials report SESSION`",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        metavar="PROTOCOL",
+        help="a protocol name (trials/<name>.yaml) or path (`report` is the subcommand above; a "
+        "protocol file called report.yaml is reached by its path)",
+    )
     p.add_argument("--resume", metavar="SESSION", help="continue this session (id or .sqlite path)")
     p.add_argument("--new", action="store_true", help="start a new session even if one of this protocol is unfinished")
-    p.add_argument("--seed", type=int, help="order/blind-code seed for a new session (default: the protocol's, else random)")
+    p.add_argument(
+        "--seed", type=int, help="order/blind-code seed for a new session (default: the protocol's, else random)"
+    )
     p.add_argument("--config", help="robot config YAML (default: ./lekiwi.yaml, else the packaged example)")
     p.add_argument("--sim", action="store_true", help="start a simulated LeKiwi in this process")
-    p.add_argument("--sim-clock", choices=("realtime", "lockstep"), default="realtime",
-                   help="with --sim: realtime (like the robot) or lockstep (one tick per action, deterministic)")
-    p.add_argument("--latency", metavar="PROFILE",
-                   help="new session, sim: charge inference latency in sim time (measured | paper-laptop | paper-gpu | "
-                        "<ms>); implies --sim-clock lockstep; recorded in the session's protocol")
+    p.add_argument(
+        "--sim-clock",
+        choices=("realtime", "lockstep"),
+        default="realtime",
+        help="with --sim: realtime (like the robot) or lockstep (one tick per action, deterministic)",
+    )
+    p.add_argument(
+        "--latency",
+        metavar="PROFILE",
+        help="new session, sim: charge inference latency in sim time (measured | paper-laptop | paper-gpu | "
+        "<ms>); implies --sim-clock lockstep; recorded in the session's protocol",
+    )
     p.add_argument("--trials-per-policy", type=int, metavar="N", help="new session: override the protocol's count")
-    p.add_argument("--video", action="store_true",
-                   help="save a rollout GIF of every trial in SESSION-videos/<policy>/ next to the session database")
-    p.add_argument("--auto", action="store_true",
-                   help="unattended: start every trial and score it from the sim's success detector / time limit")
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="save a rollout GIF of every trial in SESSION-videos/<policy>/ next to the session database",
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="unattended: start every trial and score it from the sim's success detector / time limit",
+    )
     p.add_argument("--headless", action="store_true", help="with --auto: no terminal UI; exit when the session is done")
     p.add_argument("--sessions-dir", help=SESSIONS_DIR_HELP)
     p.add_argument("--first-paint-exit", action="store_true", help=argparse.SUPPRESS)  # `bench tui`
     p.set_defaults(run=run, action=run_tui)
 
     report = argparse.ArgumentParser(prog=f"{p.prog} report", description=REPORT_HELP)
-    report.add_argument("session", metavar="SESSION", help="a session id (its database name without .sqlite) or "
-                                                           "the path of its .sqlite file")
+    report.add_argument(
+        "session",
+        metavar="SESSION",
+        help="a session id (its database name without .sqlite) or the path of its .sqlite file",
+    )
     report.add_argument("--sessions-dir", metavar="DIR", help=SESSIONS_DIR_HELP)
     report.add_argument("--out", metavar="DIR", help="output folder (default: SESSION-report/ next to the database)")
     report.set_defaults(run=run, action=run_report)
@@ -131,7 +156,9 @@ def open_session(args):
         if session.protocol.to_dict() != {**protocol.to_dict(), "seed": session.protocol.seed}:
             logging.getLogger(__name__).warning(
                 "%s changed since session %s started; the session keeps the protocol it started with",
-                protocol.source, session.session_id)
+                protocol.source,
+                session.session_id,
+            )
         return session
     return TrialSession.create(protocol, sessions, seed=args.seed)
 
@@ -141,8 +168,9 @@ def _log_to_file(path: Path | None):
     """While the TUI owns the terminal, log lines go to a file next to the session instead of stderr
     (a stray line on stderr would tear the screen)."""
     root = logging.getLogger()
-    streams = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
-               and not isinstance(h, logging.FileHandler)]
+    streams = [
+        h for h in root.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
     handler = None
     if path is not None:
         for h in streams:
@@ -167,18 +195,24 @@ def run_tui(args) -> int:
     session = open_session(args)
     try:
         if session.done:
-            print(f"resuming session {session.session_id} at trial {session.done + 1}/{session.total}",
-                  file=sys.stderr)
+            print(f"resuming session {session.session_id} at trial {session.done + 1}/{session.total}", file=sys.stderr)
         from lekiwi_drift.config.robot import load_config
         from lekiwi_drift.trials.app import TrialsApp
         from lekiwi_drift.trials.backend import RobotBackend
 
         clock = "lockstep" if session.protocol.latency is not None else args.sim_clock
         video_dir = session.store.path.with_name(f"{session.session_id}-videos") if args.video else None
-        backend = RobotBackend(load_config(args.config), session.protocol, sim_host=args.sim,
-                               sim_clock=clock, scene_seed=session.protocol.scene_seed, video_dir=video_dir)
-        app = TrialsApp(session, backend, auto=args.auto, first_paint_exit=args.first_paint_exit,
-                        exit_when_done=args.headless)
+        backend = RobotBackend(
+            load_config(args.config),
+            session.protocol,
+            sim_host=args.sim,
+            sim_clock=clock,
+            scene_seed=session.protocol.scene_seed,
+            video_dir=video_dir,
+        )
+        app = TrialsApp(
+            session, backend, auto=args.auto, first_paint_exit=args.first_paint_exit, exit_when_done=args.headless
+        )
         log_path = None if args.headless else session.store.path.with_suffix(".log")
         try:
             with _log_to_file(log_path):
@@ -197,9 +231,11 @@ def run_tui(args) -> int:
             print(f"lekiwi-drift trials: {app.error}", file=sys.stderr)
             return 1
         if not session.finished:
-            print(f"\nsession {session.session_id} paused at trial {session.done + 1}/{session.total}; run the "
-                  f"same command again (or --resume {session.session_id}) to continue", file=sys.stderr)
+            print(
+                f"\nsession {session.session_id} paused at trial {session.done + 1}/{session.total}; run the "
+                f"same command again (or --resume {session.session_id}) to continue",
+                file=sys.stderr,
+            )
         return int(code or 0)
     finally:
         session.close()
-

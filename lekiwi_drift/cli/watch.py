@@ -53,8 +53,10 @@ def _line(link, rate: float) -> str:
     arm = " ".join(f"{v:6.1f}" for v in obs.state[:6])
     # The age is corrected by this estimate (link/clock.py); a stock host sends no stamp to estimate from.
     clock = "no host stamp" if s.clock_offset_s is None else f"host clock {s.clock_offset_s:+.3f} s"
-    return (f"seq {obs.seq}  {rate:5.1f} Hz  age {obs.age_s() * 1000:5.1f} ms  {clock}  decode p50 {dec:4.1f} ms  "
-            f"bad {s.bad_total}  [{cams}]  arm {arm}")
+    return (
+        f"seq {obs.seq}  {rate:5.1f} Hz  age {obs.age_s() * 1000:5.1f} ms  {clock}  decode p50 {dec:4.1f} ms  "
+        f"bad {s.bad_total}  [{cams}]  arm {arm}"
+    )
 
 
 def run(args) -> int:
@@ -79,8 +81,10 @@ def run(args) -> int:
             last, last_count = now, link.stats.received
             print("\r" + _line(link, rate), end="", flush=True)
         print()
-        print(f"received {link.stats.received} observations, malformed {dict(link.stats.bad) or 0}, "
-              f"reconnects {link.stats.reconnects}")
+        print(
+            f"received {link.stats.received} observations, malformed {dict(link.stats.bad) or 0}, "
+            f"reconnects {link.stats.reconnects}"
+        )
     finally:
         link.close()
         if stop_local is not None:

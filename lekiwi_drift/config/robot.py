@@ -153,8 +153,10 @@ def validate(cfg: RobotConfig) -> RobotConfig:
         raise ConfigError(f"{where}: host.watchdog_ms must be > 0 and host.max_failures >= 1")
     k = cfg.keys
     if k.authorized_clients and not k.host_secret:
-        raise ConfigError(f"{where}: keys.authorized_clients is set but keys.host_secret is empty; "
-                          "run `lekiwi-drift keys` and set both")
+        raise ConfigError(
+            f"{where}: keys.authorized_clients is set but keys.host_secret is empty; "
+            "run `lekiwi-drift keys` and set both"
+        )
     if bool(k.client_secret) != bool(k.host_public):
         raise ConfigError(f"{where}: keys.client_secret and keys.host_public go together; set both or neither")
     return cfg
@@ -171,8 +173,9 @@ def default_config_path() -> Path:
 def load_config(path: str | Path | None = None) -> RobotConfig:
     path = Path(path) if path else default_config_path()
     if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; copy {default_config_path()} and edit it, "
-                          "or pass --config PATH")
+        raise ConfigError(
+            f"config file {path} does not exist; copy {default_config_path()} and edit it, or pass --config PATH"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

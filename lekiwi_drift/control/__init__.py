@@ -19,15 +19,16 @@ Public API (used by `lekiwi-drift run`, the trials TUI and `bench loop`, all thr
     session.close()                               # stop, end the loops' threads and telemetry, link, sim
 
 `run_episode` blocks; `on_status(TickStatus)` is called a few times a second from the loop's thread
-(`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms (compute), last_latency_ms (observation to chunk ready), stall_ticks, late_actions, queue_len,
-auto_success, images, chunks, line). `EpisodeResult`: outcome in {"success", "timeout", "stopped",
-"estop", "error", "stale"}, duration_s, auto_success (the sim's `_success`, else None), error, and a
-telemetry summary dict (chunks, infer_ms_p50, prefix_ms_p50, expert_ms_p50, keystone_ms_p50, hz,
-stall_ticks, late_actions, skipped_actions, dropped_actions, lateness_ms_p99, overruns, ...). With a sim host the
-episode ends "success" as soon as `_success` is true, unless the preset sets `end_on_success: false`.
+(`TickStatus`: elapsed_s, hz, obs_age_ms, last_infer_ms (compute), last_latency_ms (observation to chunk
+ready), stall_ticks, late_actions, queue_len, auto_success, images, chunks, line). `EpisodeResult`: outcome in
+{"success", "timeout", "stopped", "estop", "error", "stale"}, duration_s, auto_success (the sim's `_success`,
+else None), error, and a telemetry summary dict (chunks, infer_ms_p50, prefix_ms_p50, expert_ms_p50,
+keystone_ms_p50, hz, stall_ticks, late_actions, skipped_actions, dropped_actions, lateness_ms_p99, overruns,
+...). With a sim host the episode ends "success" as soon as `_success` is true, unless the preset sets
+`end_on_success: false`.
 
 Files, one job each: preset.py (parse/validate presets), runtime.py (policy + processors, observation ->
 batch, timed chunks), scheduler.py (timestamped action queue, latency compensation, replan trigger),
-safety.py (limits, caps, holds), loop.py (the tick loop), session.py (setup, stop, teardown), worker.py (the inference thread), telemetry.py (JSONL, status, summary),
-keys.py (terminal e-stop).
+safety.py (limits, caps, holds), loop.py (the tick loop), session.py (setup, stop, teardown), worker.py
+(the inference thread), telemetry.py (JSONL, status, summary), keys.py (terminal e-stop).
 """

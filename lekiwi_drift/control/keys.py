@@ -9,7 +9,7 @@ terminal on stdin this does nothing.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from lekiwi_drift.teleop.keys import RELEASE, KeyEvent
 from lekiwi_drift.teleop.terminal import OFF, TerminalReader
@@ -21,8 +21,7 @@ QUIT_KEYS = ("q",)
 class EstopKeys:
     """Context manager: while active, Space/Esc call `on_estop`; 'q' calls `on_quit` when given."""
 
-    def __init__(self, on_estop: Callable[[], None], on_quit: Callable[[], None] | None = None,
-                 fd: int | None = None):
+    def __init__(self, on_estop: Callable[[], None], on_quit: Callable[[], None] | None = None, fd: int | None = None):
         self.on_estop = on_estop
         self.on_quit = on_quit
         self._reader = TerminalReader(self.handle, fd=fd)
@@ -31,7 +30,7 @@ class EstopKeys:
     def active(self) -> bool:
         return self._reader.mode != OFF
 
-    def __enter__(self) -> "EstopKeys":
+    def __enter__(self) -> EstopKeys:
         self._reader.start()
         return self
 

@@ -19,9 +19,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,9 +76,17 @@ class EpisodeResult:
 
 
 class ControlLoop:
-    def __init__(self, link, runtime: PolicyRuntime, preset: Preset, robot_config: RobotConfig | None = None,
-                 run_dir: str | Path | None = None, status_hz: float = 4.0,
-                 latency: LatencyProfile | None = None, video=None):
+    def __init__(
+        self,
+        link,
+        runtime: PolicyRuntime,
+        preset: Preset,
+        robot_config: RobotConfig | None = None,
+        run_dir: str | Path | None = None,
+        status_hz: float = 4.0,
+        latency: LatencyProfile | None = None,
+        video=None,
+    ):
         """`latency`: run episodes on the lockstep sim's clock with this inference-latency profile
         (control/sim_time.py); None: wall-clock ticks, the robot's way."""
         self.link = link
@@ -165,16 +174,36 @@ class ControlLoop:
         with self._send_lock:
             return self.safety.filter(dict(zip(STATE_KEYS, popped.action.tolist()))), False
 
-    def status(self, elapsed: float, now: float, tel: Telemetry, obs: Observation, sched: ActionSchedule,
-               last_info: dict | None) -> TickStatus:
+    def status(
+        self,
+        elapsed: float,
+        now: float,
+        tel: Telemetry,
+        obs: Observation,
+        sched: ActionSchedule,
+        last_info: dict | None,
+    ) -> TickStatus:
         """The live figures; `now` on the schedule's clock (monotonic, or sim time)."""
         age_ms = obs.age_s() * 1e3
         success = obs.extras.get("_success")
         c = tel.c
         left = sched.remaining(now)
-        return TickStatus(elapsed, tel.hz(), age_ms, tel.last_infer_ms, c.stall_ticks, c.late_actions, left,
-                          None if success is None else bool(success), obs.images, c.chunks, tel.last_latency_ms,
-                          tel.status_line(elapsed, age_ms, left, last_info), c.skipped_actions, c.overruns)
+        return TickStatus(
+            elapsed,
+            tel.hz(),
+            age_ms,
+            tel.last_infer_ms,
+            c.stall_ticks,
+            c.late_actions,
+            left,
+            None if success is None else bool(success),
+            obs.images,
+            c.chunks,
+            tel.last_latency_ms,
+            tel.status_line(elapsed, age_ms, left, last_info),
+            c.skipped_actions,
+            c.overruns,
+        )
 
     def hold_idle(self, obs: Observation) -> None:
         """Between episodes: one hold at the pose measured now (a scene reset may have moved the arm since
@@ -204,8 +233,12 @@ class ControlLoop:
         return fresh if fresh is not None else obs
 
     # -- one episode ----------------------------------------------------------------------------------
-    def run_episode(self, max_time_s: float = 60.0, stop: threading.Event | None = None,
-                    on_status: Callable[[TickStatus], None] | None = None) -> EpisodeResult:
+    def run_episode(
+        self,
+        max_time_s: float = 60.0,
+        stop: threading.Event | None = None,
+        on_status: Callable[[TickStatus], None] | None = None,
+    ) -> EpisodeResult:
         """Run the policy until success (sim auto-score), the time limit, `stop`, the e-stop, an error
         or a stale link. Blocks; always leaves the robot stopped with the arm held."""
         self._episode += 1
@@ -219,8 +252,9 @@ class ControlLoop:
             pass
         tel = self.telemetry
         tel.start_episode(episode)
-        sched = ActionSchedule(self.preset.control_hz, self.runtime.n_action_steps, self.preset.mode,
-                               self.preset.latency_margin_ticks)
+        sched = ActionSchedule(
+            self.preset.control_hz, self.runtime.n_action_steps, self.preset.mode, self.preset.latency_margin_ticks
+        )
         if not math.isnan(self.runtime.warmup_ms):  # seed the latency estimate with the warm-up chunk
             sched.observe_latency(self.runtime.warmup_ms / 1e3)
         saved_switch = sys.getswitchinterval()
@@ -235,8 +269,9 @@ class ControlLoop:
             if self.latency is not None:
                 if obs.extras.get("_clock") != "lockstep":
                     raise RuntimeError("latency charged in sim time needs the lockstep sim (--sim --clock lockstep)")
-                outcome, error, obs = SimTimeEpisode(self, episode, sched, self.latency, max_time_s, stop,
-                                                     on_status).run(obs)
+                outcome, error, obs = SimTimeEpisode(
+                    self, episode, sched, self.latency, max_time_s, stop, on_status
+                ).run(obs)
             else:
                 outcome, error, obs = self._ticks(episode, sched, t_start, max_time_s, stop, on_status)
         except KeyboardInterrupt:
@@ -259,14 +294,25 @@ class ControlLoop:
             path = self.video.save(name, f"{self.preset.name}: {outcome}")
             summary["video"] = None if path is None else str(path)
         result = EpisodeResult(outcome, time.monotonic() - t_start, auto, error, summary, episode, interrupted)
-        tel.write({"kind": "episode", "episode": episode, "outcome": outcome, "duration_s": result.duration_s,
-                   "auto_success": auto, "error": error, "preset": self.preset.name,
-                   "checkpoint_hash": self.runtime.checkpoint_hash, "mode": self.preset.mode, **summary})
+        tel.write(
+            {
+                "kind": "episode",
+                "episode": episode,
+                "outcome": outcome,
+                "duration_s": result.duration_s,
+                "auto_success": auto,
+                "error": error,
+                "preset": self.preset.name,
+                "checkpoint_hash": self.runtime.checkpoint_hash,
+                "mode": self.preset.mode,
+                **summary,
+            }
+        )
         self.safety.events.clear()
         return result
 
     def _ticks(self, episode, sched: ActionSchedule, t_start, max_time_s, stop, on_status):
-        tel, safety, worker, preset = self.telemetry, self.safety, self._worker, self.preset
+        tel, worker, preset = self.telemetry, self._worker, self.preset
         c = tel.c
         next_tick = time.monotonic()
         # Lateness is measured on the ideal grid t_grid + k·period, which never re-anchors: a tick that
@@ -291,8 +337,14 @@ class ControlLoop:
             if overrun:  # the ideal ticks up to the one whose slot holds `now` never run
                 k_now = int(math.floor((now - t_grid) / self.period))
                 skipped_ticks, k = max(k_now - k, 0), max(k_now, k)
-            tel.tick(now - next_tick, None if last_tick_start is None else now - last_tick_start, age,
-                     lateness, overrun, skipped_ticks)
+            tel.tick(
+                now - next_tick,
+                None if last_tick_start is None else now - last_tick_start,
+                age,
+                lateness,
+                overrun,
+                skipped_ticks,
+            )
             last_tick_start = now
             elapsed = now - t_start
             # -- endings -----------------------------------------------------------------------------
@@ -321,9 +373,17 @@ class ControlLoop:
                     chunk_index += 1
                     installed = sched.install(result, now)
                     offset = getattr(getattr(self.link, "stats", None), "clock_offset_s", None)
-                    tel.chunk(result, installed, stall_since_replan, late_since_replan,
-                              (result.t_start - result.t_obs) * 1e3, preset.mode, startup=not have_chunk,
-                              host_clock_offset_s=offset, skipped_actions=skipped_since_replan)
+                    tel.chunk(
+                        result,
+                        installed,
+                        stall_since_replan,
+                        late_since_replan,
+                        (result.t_start - result.t_obs) * 1e3,
+                        preset.mode,
+                        startup=not have_chunk,
+                        host_clock_offset_s=offset,
+                        skipped_actions=skipped_since_replan,
+                    )
                     last_info = result.info
                     have_chunk = True
                     stall_since_replan = late_since_replan = skipped_since_replan = 0
@@ -335,8 +395,11 @@ class ControlLoop:
                 c.stale_obs_ticks += 1
                 self.hold(obs)
                 if now - stale_since >= preset.safety.stale_timeout_s:
-                    return "stale", f"observation older than {preset.safety.max_obs_age_ms:.0f} ms for " \
-                                    f"{now - stale_since:.1f} s", obs
+                    return (
+                        "stale",
+                        f"observation older than {preset.safety.max_obs_age_ms:.0f} ms for {now - stale_since:.1f} s",
+                        obs,
+                    )
             else:
                 stale_since = None
                 if not worker.busy and sched.wants_chunk(now):

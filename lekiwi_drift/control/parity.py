@@ -22,9 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from lekiwi_drift.control.parity_checks import (Finding, NormParity, as_nchw, checkpoint_stats, diagnose_image,
-                                                image_candidates, image_fix, norm_checks, size_warnings,
-                                                state_finding, token_finding)
+from lekiwi_drift.control.parity_checks import (
+    Finding,
+    NormParity,
+    as_nchw,
+    checkpoint_stats,
+    diagnose_image,
+    image_candidates,
+    image_fix,
+    norm_checks,
+    size_warnings,
+    state_finding,
+    token_finding,
+)
 from lekiwi_drift.policy.checkpoint import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 from lekiwi_drift.robots.features import STATE_KEYS
 
@@ -148,8 +158,10 @@ def deploy_observation(item: dict, names: list[str] | None):
     values = item[STATE_KEY].detach().cpu().numpy().astype(np.float32)
     missing = [k for k in STATE_KEYS if k not in names]
     if missing or len(names) != len(values):
-        raise ParityError(f"the dataset's observation.state names {names} are not the robot's {list(STATE_KEYS)} "
-                          f"(missing: {missing}); this dataset was not recorded on a LeKiwi with this software")
+        raise ParityError(
+            f"the dataset's observation.state names {names} are not the robot's {list(STATE_KEYS)} "
+            f"(missing: {missing}); this dataset was not recorded on a LeKiwi with this software"
+        )
     state = {n: float(v) for n, v in zip(names, values)}
     cams = [k.removeprefix(IMAGE_PREFIX) for k in item if k.startswith(IMAGE_PREFIX)]
     jpegs = {c: encode_jpeg(to_uint8_hwc(item[IMAGE_PREFIX + c])) for c in cams}
@@ -164,8 +176,14 @@ def _by_name(values: np.ndarray, names: list[str] | None) -> np.ndarray:
 
 
 # -- the check -------------------------------------------------------------------------------------
-def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = True,
-            on_frame: Callable[[int, int], None] | None = None) -> ParityReport:
+def compare(
+    runtime,
+    ds,
+    frames: Sequence[int],
+    seed: int = 0,
+    actions: bool = True,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> ParityReport:
     """Both input paths for each frame in `frames`, plus (with `actions`) the open-loop action error of
     the deploy-path input against the dataset's next `chunk` recorded actions."""
     import torch
@@ -195,8 +213,10 @@ def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = T
             deploy = runtime.pre(runtime.batch(obs))
         missing = [k for k in policy_keys if k not in train]
         if missing:
-            raise ParityError(f"the checkpoint's image key(s) {missing} are not cameras of this dataset "
-                              f"({ds.meta.camera_keys}); it was recorded with other camera names")
+            raise ParityError(
+                f"the checkpoint's image key(s) {missing} are not cameras of this dataset "
+                f"({ds.meta.camera_keys}); it was recorded with other camera names"
+            )
         train_imgs = {k: as_nchw(train[k]) for k in policy_keys}
         for key in policy_keys:
             d, t = as_nchw(deploy[key]), train_imgs[key]
@@ -217,14 +237,23 @@ def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = T
             on_frame(n + 1, len(frames))
 
     nf = len(frames)
-    report = ParityReport(list(frames), [], StateParity(st_max, st_sum / nf, names), tokens_equal,
-                          sorted(set(tasks)), runtime.preset.task)
+    report = ParityReport(
+        list(frames), [], StateParity(st_max, st_sum / nf, names), tokens_equal, sorted(set(tasks)), runtime.preset.task
+    )
     for key in policy_keys:
         t_shape, d_shape = shapes[key]
         cands = {c: v / nf for c, v in cand_sum[key].items()}
         best = min(cands, key=cands.get)
-        img = ImageParity(key, key_to_cam[key], img_max[key] if t_shape == d_shape else float("nan"), cands[key],
-                          t_shape, d_shape, best, cands[best])
+        img = ImageParity(
+            key,
+            key_to_cam[key],
+            img_max[key] if t_shape == d_shape else float("nan"),
+            cands[key],
+            t_shape,
+            d_shape,
+            best,
+            cands[best],
+        )
         cause = diagnose_image(key, cands[key], cands, t_shape, d_shape)
         if cause is not None:
             img.ok = False
@@ -235,11 +264,13 @@ def compare(runtime, ds, frames: Sequence[int], seed: int = 0, actions: bool = T
         report.findings.append(f)
     if not tokens_equal:
         report.findings.append(token_finding(report.train_tasks, report.deploy_task))
-    report.norms, found, warned = norm_checks(checkpoint_stats(runtime.pre), ds.meta.stats,
-                                              {STATE_KEY: names, ACTION_KEY: action_names})
+    report.norms, found, warned = norm_checks(
+        checkpoint_stats(runtime.pre), ds.meta.stats, {STATE_KEY: names, ACTION_KEY: action_names}
+    )
     report.findings += found
-    report.warnings += warned + size_warnings(getattr(runtime.policy.config, "input_features", {}) or {},
-                                              {k: s[0] for k, s in shapes.items()})
+    report.warnings += warned + size_warnings(
+        getattr(runtime.policy.config, "input_features", {}) or {}, {k: s[0] for k, s in shapes.items()}
+    )
     if actions:
         report.action = _action_error(runtime, ds, sq_err, counts, nf, chunk, seed)
     return report
@@ -265,13 +296,22 @@ def _accumulate_action_error(runtime, obs, idx, ep_col, all_actions, chunk, seed
 
 def _action_error(runtime, ds, sq_err, counts, nf, chunk, seed) -> ActionError:
     ck = checkpoint_stats(runtime.pre).get(ACTION_KEY, {})
-    ds_std = _by_name(np.asarray(ds.meta.stats[ACTION_KEY]["std"], np.float64).ravel(),
-                      ds.features.get(ACTION_KEY, {}).get("names"))
+    ds_std = _by_name(
+        np.asarray(ds.meta.stats[ACTION_KEY]["std"], np.float64).ravel(), ds.features.get(ACTION_KEY, {}).get("names")
+    )
     ck_std = np.asarray(ck["std"], np.float64).ravel() if "std" in ck else np.ones_like(ds_std)
     # A dimension this dataset barely moves (a gripper that stays open) would divide by ~0: scale those
     # by the checkpoint's std, and say so.
     narrow = ds_std < 0.1 * ck_std
     scale = np.maximum(np.where(narrow, ck_std, ds_std), 1e-6)
     nmse = sq_err / np.maximum(counts, 1) / scale**2
-    return ActionError(list(STATE_KEYS), [float(v) for v in nmse], [float(v) for v in scale],
-                       [k for k, n in zip(STATE_KEYS, narrow) if n], nf, int(counts[0]), chunk, seed)
+    return ActionError(
+        list(STATE_KEYS),
+        [float(v) for v in nmse],
+        [float(v) for v in scale],
+        [k for k, n in zip(STATE_KEYS, narrow) if n],
+        nf,
+        int(counts[0]),
+        chunk,
+        seed,
+    )

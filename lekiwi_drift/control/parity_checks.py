@@ -81,8 +81,10 @@ def image_candidates(deploy, train: dict) -> dict[str, float]:
 def diagnose_image(key: str, own: float, candidates: dict[str, float], train_shape, deploy_shape) -> str | None:
     """The likely cause of deploy image `key` differing from its training image, or None if it agrees."""
     if tuple(train_shape) != tuple(deploy_shape):
-        return (f"image size: the deploy image is {deploy_shape[1]}x{deploy_shape[0]}, training saw "
-                f"{train_shape[1]}x{train_shape[0]}")
+        return (
+            f"image size: the deploy image is {deploy_shape[1]}x{deploy_shape[0]}, training saw "
+            f"{train_shape[1]}x{train_shape[0]}"
+        )
     if own <= IMAGE_MEAN_TOL:
         return None
     best = min(candidates, key=candidates.get)
@@ -90,20 +92,27 @@ def diagnose_image(key: str, own: float, candidates: dict[str, float], train_sha
         if best == f"{key} (BGR)":
             return "colour order: the deploy image is the training image with its channels reversed (RGB vs BGR)"
         bgr = " with its channels reversed" if best.endswith("(BGR)") else ""
-        return f"camera keys swapped: the deploy image for {key} is the training image of {best.removesuffix(' (BGR)')}{bgr}"
-    return (f"unexplained: mean difference {own:.3f} matches no other camera or colour order (exposure, "
-            "white balance, another lens or crop, or not the same frames?)")
+        other = best.removesuffix(" (BGR)")
+        return f"camera keys swapped: the deploy image for {key} is the training image of {other}{bgr}"
+    return (
+        f"unexplained: mean difference {own:.3f} matches no other camera or colour order (exposure, "
+        "white balance, another lens or crop, or not the same frames?)"
+    )
 
 
 def image_fix(cause: str, key: str, cam: str, best: str) -> str:
     """What to change for a cause from `diagnose_image`; `cam` is the robot camera feeding `key`."""
     if cause.startswith("camera keys swapped"):
         other = best.removesuffix(" (BGR)").removeprefix(IMAGE_PREFIX)
-        return (f"robot camera {cam!r} delivers what the checkpoint learned as {other}, but the preset feeds it "
-                f"to {key.removeprefix(IMAGE_PREFIX)}: set `{cam}: {other}` under `cameras:` in the preset")
+        return (
+            f"robot camera {cam!r} delivers what the checkpoint learned as {other}, but the preset feeds it "
+            f"to {key.removeprefix(IMAGE_PREFIX)}: set `{cam}: {other}` under `cameras:` in the preset"
+        )
     if cause.startswith("colour order"):
-        return ("the deploy image reaches the policy in the other channel order: convert BGR->RGB where the "
-                "camera frames are read (the wire keeps the array as it is given)")
+        return (
+            "the deploy image reaches the policy in the other channel order: convert BGR->RGB where the "
+            "camera frames are read (the wire keeps the array as it is given)"
+        )
     if cause.startswith("image size"):
         return "set the robot camera's width/height to the size the dataset was recorded at"
     return "compare a saved deploy frame with a training frame of this camera by eye"
@@ -115,8 +124,10 @@ def size_warnings(input_features: dict, shapes: dict[str, tuple[int, int]]) -> l
     for key, (h, w) in shapes.items():
         shape = tuple(getattr(input_features.get(key), "shape", ()) or ())
         if len(shape) == 3 and tuple(shape[1:]) != (h, w):
-            out.append(f"image size: {key} is {w}x{h} in this dataset, the checkpoint was trained at "
-                       f"{shape[2]}x{shape[1]}; set the robot camera to the training size")
+            out.append(
+                f"image size: {key} is {w}x{h} in this dataset, the checkpoint was trained at "
+                f"{shape[2]}x{shape[1]}; set the robot camera to the training size"
+            )
     return out
 
 
@@ -126,17 +137,25 @@ def state_finding(names: list[str] | None, st_max: float) -> Finding | None:
     if st_max <= STATE_TOL:
         return None
     if names and names != list(STATE_KEYS):
-        return Finding(STATE_KEY, f"state order: the dataset stores observation.state as {names}, the robot "
-                                  f"sends {list(STATE_KEYS)} (features.STATE_KEYS)",
-                       "record the dataset in STATE_KEYS order and retrain (the policy learned the other order)")
-    return Finding(STATE_KEY, f"state values differ by up to {st_max:.3g} (normalised units) with the same "
-                              "names and order", "check the units and calibration of the robot's state")
+        return Finding(
+            STATE_KEY,
+            f"state order: the dataset stores observation.state as {names}, the robot "
+            f"sends {list(STATE_KEYS)} (features.STATE_KEYS)",
+            "record the dataset in STATE_KEYS order and retrain (the policy learned the other order)",
+        )
+    return Finding(
+        STATE_KEY,
+        f"state values differ by up to {st_max:.3g} (normalised units) with the same names and order",
+        "check the units and calibration of the robot's state",
+    )
 
 
 def token_finding(train_tasks: list[str], deploy_task: str) -> Finding:
-    return Finding("observation.language.tokens",
-                   f"task string: training saw {train_tasks}, the preset sends {deploy_task!r}",
-                   "set `task:` in the preset to the task the policy was trained with")
+    return Finding(
+        "observation.language.tokens",
+        f"task string: training saw {train_tasks}, the preset sends {deploy_task!r}",
+        "set `task:` in the preset to the task the policy was trained with",
+    )
 
 
 # -- normaliser stats ------------------------------------------------------------------------------
@@ -162,27 +181,44 @@ def norm_parity(ckpt_stats: dict, ds_stats: dict, key: str, names: Sequence[str]
     worst = int(np.argmax(np.maximum(shift, ratio)))
     bad = float(max(shift.max(), ratio.max()))
     level = "flag" if bad > NORM_FLAG else "warn" if bad > NORM_WARN else "ok"
-    return NormParity(key, float(shift.max()), float(ratio.max()), str(names[worst]) if worst < len(names)
-                      else str(worst), level)
+    return NormParity(
+        key, float(shift.max()), float(ratio.max()), str(names[worst]) if worst < len(names) else str(worst), level
+    )
 
 
 def norm_checks(ckpt: dict, ds_stats: dict, names: dict[str, Sequence[str] | None]):
     """(results, findings, warnings) for state and action normaliser stats."""
     if not ckpt:
-        return [], [Finding("normaliser", "the checkpoint's preprocessor carries no normalisation stats",
-                            "use a checkpoint saved by LeRobot's trainer (policy_preprocessor_*)")], []
+        return (
+            [],
+            [
+                Finding(
+                    "normaliser",
+                    "the checkpoint's preprocessor carries no normalisation stats",
+                    "use a checkpoint saved by LeRobot's trainer (policy_preprocessor_*)",
+                )
+            ],
+            [],
+        )
     results, findings, warnings = [], [], []
     for key in (STATE_KEY, ACTION_KEY):
         res = norm_parity(ckpt, ds_stats or {}, key, names.get(key) or STATE_KEYS)
         if res is None:
             continue
         results.append(res)
-        text = (f"normalisation: {key} stats of the checkpoint and this dataset differ (mean shift up to "
-                f"{res.max_mean_shift:.1f} checkpoint std, std ratio up to {res.max_std_ratio:.1f}, worst "
-                f"{res.worst_dim})")
+        text = (
+            f"normalisation: {key} stats of the checkpoint and this dataset differ (mean shift up to "
+            f"{res.max_mean_shift:.1f} checkpoint std, std ratio up to {res.max_std_ratio:.1f}, worst "
+            f"{res.worst_dim})"
+        )
         if res.level == "flag":
-            findings.append(Finding(key, text + "; units or scale differ", "record and train in the robot's units "
-                                    "(degrees, m/s, deg/s), or retrain on data like the robot's"))
+            findings.append(
+                Finding(
+                    key,
+                    text + "; units or scale differ",
+                    "record and train in the robot's units (degrees, m/s, deg/s), or retrain on data like the robot's",
+                )
+            )
         elif res.level == "warn":
             warnings.append(text + "; expected for a short or held-out dataset, suspicious if it is the training set")
     return results, findings, warnings

@@ -70,10 +70,13 @@ class Preset:
 
     def policy_overrides(self) -> dict[str, Any]:
         """Fields set on the checkpoint's config at load time (see policy/checkpoint.load_config)."""
-        out: dict[str, Any] = {"sampler": self.sampler, "flow_steps": self.flow_steps,
-                               "keystone_samples": self.keystone_samples,
-                               "keystone_clusters": min(self.keystone_clusters, self.keystone_samples),
-                               "keystone_tau": self.keystone_tau}
+        out: dict[str, Any] = {
+            "sampler": self.sampler,
+            "flow_steps": self.flow_steps,
+            "keystone_samples": self.keystone_samples,
+            "keystone_clusters": min(self.keystone_clusters, self.keystone_samples),
+            "keystone_tau": self.keystone_tau,
+        }
         if self.n_action_steps:
             out["n_action_steps"] = self.n_action_steps
         return out
@@ -115,10 +118,12 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if key == "safety":
             kwargs[key] = _build(SafetyConfig, value or {}, here)
         elif key == "cameras":
-            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                      for k, v in value.items()):
-                raise ConfigError(f"{here}: expected a mapping robot camera -> policy image key, "
-                                  "e.g. {front: front, wrist: wrist}")
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ConfigError(
+                    f"{here}: expected a mapping robot camera -> policy image key, e.g. {{front: front, wrist: wrist}}"
+                )
             kwargs[key] = dict(value)
         else:
             kwargs[key] = _check(here, value, known[key].type)
@@ -157,13 +162,21 @@ def validate(p: Preset) -> Preset:
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{w}: cameras: two robot cameras feed the same policy image key ({keys})")
     s = p.safety
-    for name in ("max_joint_step_deg", "max_gripper_step", "max_linear_speed", "max_angular_speed_deg",
-                 "max_obs_age_ms", "stale_timeout_s"):
+    for name in (
+        "max_joint_step_deg",
+        "max_gripper_step",
+        "max_linear_speed",
+        "max_angular_speed_deg",
+        "max_obs_age_ms",
+        "stale_timeout_s",
+    ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{w}: safety.{name}: {getattr(s, name)} must be > 0")
     if s.max_linear_speed > MAX_LINEAR_SPEED or s.max_angular_speed_deg > MAX_ANGULAR_SPEED_DEG:
-        raise ConfigError(f"{w}: safety: base caps may only tighten the robot's own limits "
-                          f"({MAX_LINEAR_SPEED} m/s, {MAX_ANGULAR_SPEED_DEG} deg/s)")
+        raise ConfigError(
+            f"{w}: safety: base caps may only tighten the robot's own limits "
+            f"({MAX_LINEAR_SPEED} m/s, {MAX_ANGULAR_SPEED_DEG} deg/s)"
+        )
     return p
 
 
@@ -178,8 +191,10 @@ def preset_path(name_or_path: str | Path) -> Path:
         if cand.is_file():
             return cand
     shipped = sorted(p.stem for p in SHIPPED_POLICIES.glob("*.yaml")) if SHIPPED_POLICIES.is_dir() else []
-    raise ConfigError(f"no preset named {text!r} (looked in ./policies and {SHIPPED_POLICIES}); "
-                      f"shipped presets: {', '.join(shipped) or 'none'}; or pass a path to a .yaml file")
+    raise ConfigError(
+        f"no preset named {text!r} (looked in ./policies and {SHIPPED_POLICIES}); "
+        f"shipped presets: {', '.join(shipped) or 'none'}; or pass a path to a .yaml file"
+    )
 
 
 def load_preset(name_or_path: str | Path) -> Preset:

@@ -28,7 +28,9 @@ class RolloutVideo:
     def start(self) -> None:
         self._frames, self._ticks, self._new_chunk = [], 0, False
 
-    def add(self, obs: Observation, t_s: float, new_chunk: bool = False, cameras: tuple[str, ...] | None = None) -> None:
+    def add(
+        self, obs: Observation, t_s: float, new_chunk: bool = False, cameras: tuple[str, ...] | None = None
+    ) -> None:
         """One control tick: `t_s` seconds into the episode; `new_chunk`: a chunk was installed this tick."""
         self._new_chunk |= new_chunk
         self._ticks += 1
@@ -58,7 +60,13 @@ class RolloutVideo:
         frames = self._frames + [last] * max(1, int(self.hz / self.every))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"{name}.gif"
-        frames[0].save(path, save_all=True, append_images=frames[1:], loop=0,
-                       duration=int(round(1000.0 * self.every / self.hz)), optimize=False)
+        frames[0].save(
+            path,
+            save_all=True,
+            append_images=frames[1:],
+            loop=0,
+            duration=int(round(1000.0 * self.every / self.hz)),
+            optimize=False,
+        )
         self.start()
         return path

@@ -59,8 +59,17 @@ class RuntimeInfo:
 
 
 class PolicyRuntime:
-    def __init__(self, preset: Preset, policy, pre, post, camera_map: dict[str, str],
-                 checkpoint_dir: Path | None, device: str, checkpoint_hash: str | None = None):
+    def __init__(
+        self,
+        preset: Preset,
+        policy,
+        pre,
+        post,
+        camera_map: dict[str, str],
+        checkpoint_dir: Path | None,
+        device: str,
+        checkpoint_hash: str | None = None,
+    ):
         """Use `load()`; direct construction is for policies built in memory (benchmarks), which
         pass `checkpoint_dir=None` and a `checkpoint_hash` label."""
         self.preset = preset
@@ -75,28 +84,45 @@ class PolicyRuntime:
         self.warmup_ms = float("nan")
 
     @classmethod
-    def load(cls, preset: Preset, robot_config: RobotConfig | None = None, robot_cameras: list[str] | None = None,
-             warmup: bool = True) -> "PolicyRuntime":
+    def load(
+        cls,
+        preset: Preset,
+        robot_config: RobotConfig | None = None,
+        robot_cameras: list[str] | None = None,
+        warmup: bool = True,
+    ) -> PolicyRuntime:
         """Load the preset's checkpoint for this robot. Raises PolicyMismatchError (from
         policy/checkpoint.py) when cameras, state or action disagree, before the model is built."""
-        from lekiwi_drift.policy.checkpoint import (IMAGE_PREFIX, PolicyMismatchError, load_policy,
-                                                    resolve_checkpoint_dir, robot_features)
+        from lekiwi_drift.policy.checkpoint import (
+            IMAGE_PREFIX,
+            PolicyMismatchError,
+            load_policy,
+            resolve_checkpoint_dir,
+            robot_features,
+        )
 
-        cams = list(robot_cameras if robot_cameras is not None else
-                    (robot_config.camera_names if robot_config is not None else []))
+        cams = list(
+            robot_cameras
+            if robot_cameras is not None
+            else (robot_config.camera_names if robot_config is not None else [])
+        )
         camera_map = preset.camera_map(cams)
         missing = [c for c in camera_map if c not in cams]
         if missing:
             raise PolicyMismatchError(
                 f"preset {preset.source} maps robot camera(s) {missing} but the robot has [{', '.join(cams)}]; "
-                "fix `cameras:` in the preset or the robot config")
+                "fix `cameras:` in the preset or the robot config"
+            )
         ckpt = resolve_checkpoint_dir(preset.checkpoint)
         device = pick_device(preset.device)
         policy_cams = [k.removeprefix(IMAGE_PREFIX) for k in camera_map.values()]
-        policy, pre, post = load_policy(ckpt, robot_features=robot_features(policy_cams, len(STATE_KEYS),
-                                                                            len(STATE_KEYS)),
-                                        vlm_dir=preset.vlm_dir or None, device=device,
-                                        **preset.policy_overrides())
+        policy, pre, post = load_policy(
+            ckpt,
+            robot_features=robot_features(policy_cams, len(STATE_KEYS), len(STATE_KEYS)),
+            vlm_dir=preset.vlm_dir or None,
+            device=device,
+            **preset.policy_overrides(),
+        )
         rt = cls(preset, policy, pre, post, camera_map, ckpt, device)
         if warmup:
             rt.warm_up(cams)
@@ -113,18 +139,34 @@ class PolicyRuntime:
 
     def info(self) -> RuntimeInfo:
         c = self.policy.config
-        return RuntimeInfo(str(self.checkpoint_dir), self.checkpoint_hash, c.objective, c.sampler, c.flow_steps,
-                           c.keystone_samples, self.chunk_size, self.n_action_steps, self.device,
-                           dict(self.camera_map), self.warmup_ms)
+        return RuntimeInfo(
+            str(self.checkpoint_dir),
+            self.checkpoint_hash,
+            c.objective,
+            c.sampler,
+            c.flow_steps,
+            c.keystone_samples,
+            self.chunk_size,
+            self.n_action_steps,
+            self.device,
+            dict(self.camera_map),
+            self.warmup_ms,
+        )
 
     def describe(self) -> str:
         c = self.policy.config
-        sampler = (f"flow, {c.flow_steps} steps" if c.sampler == "flow" else
-                   f"one-step drift + KeyStone K={c.keystone_samples} C={c.keystone_clusters} "
-                   f"tau={c.keystone_tau:g}" if c.keystone_samples > 1 else "one-step drift")
-        return (f"policy {self.preset.name}: {self.checkpoint_dir} (sha256 {self.checkpoint_hash}, trained "
-                f"{c.objective}); sampler {sampler}; chunk {self.chunk_size}, execute {self.n_action_steps}; "
-                f"{self.device}; cameras {self.camera_map}")
+        sampler = (
+            f"flow, {c.flow_steps} steps"
+            if c.sampler == "flow"
+            else f"one-step drift + KeyStone K={c.keystone_samples} C={c.keystone_clusters} tau={c.keystone_tau:g}"
+            if c.keystone_samples > 1
+            else "one-step drift"
+        )
+        return (
+            f"policy {self.preset.name}: {self.checkpoint_dir} (sha256 {self.checkpoint_hash}, trained "
+            f"{c.objective}); sampler {sampler}; chunk {self.chunk_size}, execute {self.n_action_steps}; "
+            f"{self.device}; cameras {self.camera_map}"
+        )
 
     # -- inference ---------------------------------------------------------------------------------
     def batch(self, obs: Observation) -> dict:
@@ -173,15 +215,17 @@ class PolicyRuntime:
             t3 = time.perf_counter()
         actions = actions.detach().to("cpu", torch.float32).numpy()[0]
         info = dict(self.policy.last_chunk_info)
-        info.update(pre_ms=(t1 - t0) * 1e3, policy_ms=(t2 - t1) * 1e3, post_ms=(t3 - t2) * 1e3,
-                    infer_ms=(t3 - t0) * 1e3)
+        info.update(
+            pre_ms=(t1 - t0) * 1e3, policy_ms=(t2 - t1) * 1e3, post_ms=(t3 - t2) * 1e3, infer_ms=(t3 - t0) * 1e3
+        )
         return Chunk(actions=actions, t_obs=t_obs, t_start=t_start, t_ready=time.monotonic(), info=info)
 
     def warm_up(self, cams: list[str], repeats: int = 3, size: tuple[int, int] = (96, 128)) -> float:
         """Run a couple of chunks on a blank observation: first calls allocate and compile kernels."""
         h, w = size
-        obs = Observation(state=np.zeros(len(STATE_KEYS), np.float32),
-                          images={c: np.zeros((h, w, 3), np.uint8) for c in cams})
+        obs = Observation(
+            state=np.zeros(len(STATE_KEYS), np.float32), images={c: np.zeros((h, w, 3), np.uint8) for c in cams}
+        )
         # The fastest of a few: the first calls allocate, and a busy machine makes single timings noisy.
         self.warmup_ms = min(self.infer(obs).info["infer_ms"] for _ in range(repeats))
         return self.warmup_ms

@@ -16,8 +16,8 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

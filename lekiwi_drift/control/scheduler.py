@@ -140,8 +140,12 @@ class ActionSchedule:
     def jump_summary(jump: np.ndarray) -> dict[str, float]:
         """A boundary jump as the figures telemetry keeps: the largest arm-joint change and each base
         channel's."""
-        return {"arm_deg": float(np.max(jump[:N_ARM])), "x_mps": float(jump[N_ARM]),
-                "y_mps": float(jump[N_ARM + 1]), "theta_dps": float(jump[N_ARM + 2])}
+        return {
+            "arm_deg": float(np.max(jump[:N_ARM])),
+            "x_mps": float(jump[N_ARM]),
+            "y_mps": float(jump[N_ARM + 1]),
+            "theta_dps": float(jump[N_ARM + 2]),
+        }
 
     def remaining(self, now: float | None = None) -> int:
         if self._chunk is None:

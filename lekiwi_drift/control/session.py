@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lekiwi_drift.config.robot import RobotConfig
 
@@ -46,8 +47,13 @@ class SimSpec:
 
 
 class RobotSession:
-    def __init__(self, robot_config: RobotConfig, sim: SimSpec | None = None, latency: str | None = None,
-                 run_dir: str | Path | None = None):
+    def __init__(
+        self,
+        robot_config: RobotConfig,
+        sim: SimSpec | None = None,
+        latency: str | None = None,
+        run_dir: str | Path | None = None,
+    ):
         """`sim`: start the sim in this process (None: connect to the host in `robot_config`).
         `latency`: charge inference latency in sim time with this profile (control/sim_time.py); needs
         the lockstep sim. `run_dir`: where each loop writes telemetry.jsonl (None: no file)."""
@@ -82,8 +88,9 @@ class RobotSession:
 
             s = self.sim_spec
             progress(f"starting the simulated LeKiwi ({s.item}, {s.clock} clock, cameras {s.size})")
-            self._local = start_local_sim_host(self.config, item=s.item, seed=s.seed, clock=s.clock, size=s.size,
-                                               scene=s.scene)
+            self._local = start_local_sim_host(
+                self.config, item=s.item, seed=s.seed, clock=s.clock, size=s.size, scene=s.scene
+            )
             self.config = self._local.config
         progress(f"connecting to the robot at {self.config.host.address}:{self.config.host.port_obs}")
         self.link = RobotLink(self.config)
@@ -92,8 +99,10 @@ class RobotSession:
         self.is_sim = "_success" in first.extras
         self.clock = first.extras.get("_clock") if self.is_sim else None
         if self._latency is not None and self.clock != "lockstep":
-            raise SessionError(f"latency charged in sim time ({self.latency_name}) needs the lockstep sim "
-                               "(--sim with the lockstep clock); this robot runs in real time")
+            raise SessionError(
+                f"latency charged in sim time ({self.latency_name}) needs the lockstep sim "
+                "(--sim with the lockstep clock); this robot runs in real time"
+            )
         return first
 
     def add_policy(self, name: str, runtime, video_dir: str | Path | None = None):
@@ -108,8 +117,9 @@ class RobotSession:
             from lekiwi_drift.control.rollout_video import RolloutVideo
 
             video = RolloutVideo(Path(video_dir), hz=runtime.preset.control_hz)
-        loop = ControlLoop(self.link, runtime, runtime.preset, self.config, run_dir=self.run_dir,
-                           latency=self._latency, video=video)
+        loop = ControlLoop(
+            self.link, runtime, runtime.preset, self.config, run_dir=self.run_dir, latency=self._latency, video=video
+        )
         self.loops[name] = loop
         return loop
 
@@ -124,8 +134,13 @@ class RobotSession:
             raise SessionError("only the sim resets its own scene; reset the real one by hand")
         return self.link.request({"op": "reset", "item": item, "seed": seed, "scene": scene})
 
-    def run_episode(self, name: str, max_time_s: float, stop: threading.Event | None = None,
-                    on_status: Callable[[Any], None] | None = None):
+    def run_episode(
+        self,
+        name: str,
+        max_time_s: float,
+        stop: threading.Event | None = None,
+        on_status: Callable[[Any], None] | None = None,
+    ):
         """Run `name`'s loop for one episode; `stop()` meanwhile e-stops exactly this loop."""
         loop = self.loops[name]
         with self._lock:
@@ -174,7 +189,7 @@ class RobotSession:
                 self._local.stop()
                 self._local = None
 
-    def __enter__(self) -> "RobotSession":
+    def __enter__(self) -> RobotSession:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -44,7 +44,7 @@ class LatencyProfile:
     fixed_ms: float | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "LatencyProfile":
+    def parse(cls, text: str) -> LatencyProfile:
         text = str(text).strip()
         if text in PROFILE_NAMES:
             return cls(text)
@@ -75,8 +75,16 @@ class SimTimeEpisode:
 
     `run()` returns (outcome, error, last observation), like ControlLoop's wall-clock ticks."""
 
-    def __init__(self, loop, episode: int, sched: ActionSchedule, profile: LatencyProfile, max_time_s: float,
-                 stop=None, on_status=None):
+    def __init__(
+        self,
+        loop,
+        episode: int,
+        sched: ActionSchedule,
+        profile: LatencyProfile,
+        max_time_s: float,
+        stop=None,
+        on_status=None,
+    ):
         self.loop, self.episode, self.sched, self.profile = loop, episode, sched, profile
         self.max_time_s, self.stop, self.on_status = max_time_s, stop, on_status
         self.period = loop.period
@@ -108,8 +116,9 @@ class SimTimeEpisode:
             tel.tick(0.0, None, 0.0)  # sim time: no lateness or rate to measure (both exact by construction)
             chunks_before = c.chunks
             if pending is not None and now >= pending.t_ready - 1e-9:
-                last_info, have_chunk, stall_since_replan, pending = self._land(pending, now, stall_since_replan,
-                                                                                have_chunk)
+                last_info, have_chunk, stall_since_replan, pending = self._land(
+                    pending, now, stall_since_replan, have_chunk
+                )
             if pending is None and sched.wants_chunk(now):
                 # Noise seeded by the scene seed and the chunk number: the same episode on any machine.
                 seed = int(obs.extras.get("_seed") or 0) * 100_003 + chunk_index
@@ -120,8 +129,9 @@ class SimTimeEpisode:
                 chunk_index += 1
                 sched.observe_latency(latency_s)
                 if latency_s <= 1e-9:  # an instant policy: its chunk serves this very tick
-                    last_info, have_chunk, stall_since_replan, pending = self._land(pending, now, stall_since_replan,
-                                                                                    have_chunk)
+                    last_info, have_chunk, stall_since_replan, pending = self._land(
+                        pending, now, stall_since_replan, have_chunk
+                    )
             if loop.video is not None:
                 loop.video.add(obs, now, new_chunk=c.chunks > chunks_before)
             command, stalled = loop.command_for(sched, sched.pop(now), have_chunk)

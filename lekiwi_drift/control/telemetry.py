@@ -90,8 +90,15 @@ class Telemetry:
             self._file = None
 
     # -- per tick --------------------------------------------------------------------------------------
-    def tick(self, jitter_s: float, interval_s: float | None, obs_age_s: float, lateness_s: float | None = None,
-             overrun: bool = False, skipped_ticks: int = 0) -> None:
+    def tick(
+        self,
+        jitter_s: float,
+        interval_s: float | None,
+        obs_age_s: float,
+        lateness_s: float | None = None,
+        overrun: bool = False,
+        skipped_ticks: int = 0,
+    ) -> None:
         """`lateness_s`: tick start minus its slot on the ideal grid (None: not measured, sim time);
         `overrun`: it started more than one period late; `skipped_ticks`: ideal ticks it jumped over."""
         c = self.c
@@ -113,8 +120,18 @@ class Telemetry:
         return len(iv) / sum(iv) if iv and sum(iv) > 0 else float("nan")
 
     # -- per chunk -------------------------------------------------------------------------------------
-    def chunk(self, chunk, installed, stall_ticks: int, late_actions: int, obs_age_ms: float, mode: str,
-              startup: bool, host_clock_offset_s: float | None = None, skipped_actions: int = 0) -> None:
+    def chunk(
+        self,
+        chunk,
+        installed,
+        stall_ticks: int,
+        late_actions: int,
+        obs_age_ms: float,
+        mode: str,
+        startup: bool,
+        host_clock_offset_s: float | None = None,
+        skipped_actions: int = 0,
+    ) -> None:
         """`host_clock_offset_s`: the link's estimate of how far the robot's clock runs ahead of ours
         (link/clock.py); every observation age above is corrected by it."""
         c, info = self.c, chunk.info
@@ -132,20 +149,40 @@ class Telemetry:
             c.stall_per_replan.append(stall_ticks)
             c.late_per_replan.append(late_actions)
             c.skipped_per_replan.append(skipped_actions)
-        self.write({
-            "kind": "chunk", "episode": self.episode, "chunk": chunk.index, "mode": mode,
-            "t_obs": chunk.t_obs, "t_start": chunk.t_start, "t_ready": chunk.t_ready,
-            "latency_ms": chunk.latency_s * 1e3, "obs_age_ms": obs_age_ms,
-            "infer_ms": info.get("infer_ms"), "prefix_ms": info.get("prefix_ms"),
-            "expert_ms": info.get("expert_ms"), "keystone_ms": info.get("keystone_ms"),
-            "pre_ms": info.get("pre_ms"), "post_ms": info.get("post_ms"), "charged_ms": info.get("charged_ms"),
-            "samples": info.get("samples"), "steps": info.get("steps"), "spread": info.get("spread"),
-            "guard": info.get("guard"), "keystone_index": info.get("index"),
-            "dropped": installed.dropped, "usable": installed.usable, "replaced": installed.replaced,
-            "stall_ticks": stall_ticks, "late_actions": late_actions,
-            "skipped_actions": skipped_actions, "startup": startup,
-            "hz": self.hz(), "host_clock_offset_s": host_clock_offset_s,
-        })
+        self.write(
+            {
+                "kind": "chunk",
+                "episode": self.episode,
+                "chunk": chunk.index,
+                "mode": mode,
+                "t_obs": chunk.t_obs,
+                "t_start": chunk.t_start,
+                "t_ready": chunk.t_ready,
+                "latency_ms": chunk.latency_s * 1e3,
+                "obs_age_ms": obs_age_ms,
+                "infer_ms": info.get("infer_ms"),
+                "prefix_ms": info.get("prefix_ms"),
+                "expert_ms": info.get("expert_ms"),
+                "keystone_ms": info.get("keystone_ms"),
+                "pre_ms": info.get("pre_ms"),
+                "post_ms": info.get("post_ms"),
+                "charged_ms": info.get("charged_ms"),
+                "samples": info.get("samples"),
+                "steps": info.get("steps"),
+                "spread": info.get("spread"),
+                "guard": info.get("guard"),
+                "keystone_index": info.get("index"),
+                "dropped": installed.dropped,
+                "usable": installed.usable,
+                "replaced": installed.replaced,
+                "stall_ticks": stall_ticks,
+                "late_actions": late_actions,
+                "skipped_actions": skipped_actions,
+                "startup": startup,
+                "hz": self.hz(),
+                "host_clock_offset_s": host_clock_offset_s,
+            }
+        )
 
     def boundary(self, chunk_index: int, jump: dict[str, float]) -> None:
         """The boundary jump of one replan (ActionSchedule.jump_summary), when the new chunk's first
@@ -155,34 +192,59 @@ class Telemetry:
         c.jump_x_mps.append(jump["x_mps"])
         c.jump_y_mps.append(jump["y_mps"])
         c.jump_theta_dps.append(jump["theta_dps"])
-        self.write({"kind": "boundary", "episode": self.episode, "chunk": chunk_index,
-                    **{f"jump_{k}": v for k, v in jump.items()}})
+        self.write(
+            {
+                "kind": "boundary",
+                "episode": self.episode,
+                "chunk": chunk_index,
+                **{f"jump_{k}": v for k, v in jump.items()},
+            }
+        )
 
     # -- summaries -------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         c = self.c
         replans = max(len(c.stall_per_replan), 1)
         return {
-            "chunks": c.chunks, "ticks": c.ticks,
-            "infer_ms_p50": pct(c.infer_ms, 50), "infer_ms_p99": pct(c.infer_ms, 99),
-            "prefix_ms_p50": pct(c.prefix_ms, 50), "expert_ms_p50": pct(c.expert_ms, 50),
-            "keystone_ms_p50": pct(c.keystone_ms, 50), "charged_ms_p50": pct(c.charged_ms, 50),
+            "chunks": c.chunks,
+            "ticks": c.ticks,
+            "infer_ms_p50": pct(c.infer_ms, 50),
+            "infer_ms_p99": pct(c.infer_ms, 99),
+            "prefix_ms_p50": pct(c.prefix_ms, 50),
+            "expert_ms_p50": pct(c.expert_ms, 50),
+            "keystone_ms_p50": pct(c.keystone_ms, 50),
+            "charged_ms_p50": pct(c.charged_ms, 50),
             "hz": self.hz(recent=False),
-            "stall_ticks": c.stall_ticks, "startup_ticks": c.startup_ticks,
+            "stall_ticks": c.stall_ticks,
+            "startup_ticks": c.startup_ticks,
             "stall_ticks_per_replan": sum(c.stall_per_replan) / replans,
-            "late_actions": c.late_actions, "late_actions_per_replan": sum(c.late_per_replan) / replans,
-            "skipped_actions": c.skipped_actions, "skipped_actions_per_replan": sum(c.skipped_per_replan) / replans,
-            "dropped_actions": c.dropped_actions, "dropped_per_replan": c.dropped_actions / replans,
+            "late_actions": c.late_actions,
+            "late_actions_per_replan": sum(c.late_per_replan) / replans,
+            "skipped_actions": c.skipped_actions,
+            "skipped_actions_per_replan": sum(c.skipped_per_replan) / replans,
+            "dropped_actions": c.dropped_actions,
+            "dropped_per_replan": c.dropped_actions / replans,
             "stale_obs_ticks": c.stale_obs_ticks,
-            "jitter_p50_ms": pct(c.jitter_ms, 50), "jitter_p99_ms": pct(c.jitter_ms, 99),
-            "lateness_ms_p50": pct(c.lateness_ms, 50), "lateness_ms_p99": pct(c.lateness_ms, 99),
+            "jitter_p50_ms": pct(c.jitter_ms, 50),
+            "jitter_p99_ms": pct(c.jitter_ms, 99),
+            "lateness_ms_p50": pct(c.lateness_ms, 50),
+            "lateness_ms_p99": pct(c.lateness_ms, 99),
             "lateness_ms_max": max(c.lateness_ms) if c.lateness_ms else float("nan"),
-            "overruns": c.overruns, "overrun_max_ms": c.overrun_max_ms, "skipped_ticks": c.skipped_ticks,
-            **{f"boundary_jump_{name}_{stat}": (pct(vals, 50) if stat == "p50" else
-                                                 (max(vals) if vals else float("nan")))
-               for name, vals in (("arm_deg", c.jump_arm_deg), ("x_mps", c.jump_x_mps),
-                                  ("y_mps", c.jump_y_mps), ("theta_dps", c.jump_theta_dps))
-               for stat in ("p50", "max")},
+            "overruns": c.overruns,
+            "overrun_max_ms": c.overrun_max_ms,
+            "skipped_ticks": c.skipped_ticks,
+            **{
+                f"boundary_jump_{name}_{stat}": (
+                    pct(vals, 50) if stat == "p50" else (max(vals) if vals else float("nan"))
+                )
+                for name, vals in (
+                    ("arm_deg", c.jump_arm_deg),
+                    ("x_mps", c.jump_x_mps),
+                    ("y_mps", c.jump_y_mps),
+                    ("theta_dps", c.jump_theta_dps),
+                )
+                for stat in ("p50", "max")
+            },
             "obs_age_ms_p50": pct(c.obs_age_ms, 50),
             "safety_events": dict(c.safety_events),
         }
@@ -192,13 +254,17 @@ class Telemetry:
         info = last_info or {}
         ks = ""
         if info.get("samples", 1) > 1:
-            ks = (f" KS {info.get('keystone_ms', float('nan')):4.1f}ms spread {info.get('spread', float('nan')):.2f}"
-                  f"{' guard' if info.get('guard') else ''}")
+            ks = (
+                f" KS {info.get('keystone_ms', float('nan')):4.1f}ms spread {info.get('spread', float('nan')):.2f}"
+                f"{' guard' if info.get('guard') else ''}"
+            )
         jit = pct(list(c.jitter_ms)[-90:], 99)
-        return (f"{elapsed_s:6.1f}s {self.hz():5.1f}Hz obs {obs_age_ms:5.0f}ms | infer {self.last_infer_ms:6.1f}ms "
-                f"(prefix {info.get('prefix_ms', float('nan')):.1f} expert {info.get('expert_ms', float('nan')):.1f})"
-                f"{ks} | chunks {c.chunks} q {queue_len:2d} stall {c.stall_ticks} late {c.late_actions} "
-                f"skip {c.skipped_actions} drop {c.dropped_actions} | jitter p99 {jit:4.1f}ms overruns {c.overruns}")
+        return (
+            f"{elapsed_s:6.1f}s {self.hz():5.1f}Hz obs {obs_age_ms:5.0f}ms | infer {self.last_infer_ms:6.1f}ms "
+            f"(prefix {info.get('prefix_ms', float('nan')):.1f} expert {info.get('expert_ms', float('nan')):.1f})"
+            f"{ks} | chunks {c.chunks} q {queue_len:2d} stall {c.stall_ticks} late {c.late_actions} "
+            f"skip {c.skipped_actions} drop {c.dropped_actions} | jitter p99 {jit:4.1f}ms overruns {c.overruns}"
+        )
 
 
 def _plain(value):

@@ -15,9 +15,10 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import zmq
 
@@ -56,8 +57,9 @@ class LinkStats:
 
 
 class RobotLink:
-    def __init__(self, config: RobotConfig, expected_cameras: list[str] | None = None,
-                 context: zmq.Context | None = None):
+    def __init__(
+        self, config: RobotConfig, expected_cameras: list[str] | None = None, context: zmq.Context | None = None
+    ):
         self.config = config
         self.hc = config.host
         self.expected_cameras = list(expected_cameras) if expected_cameras is not None else config.camera_names
@@ -93,8 +95,11 @@ class RobotLink:
             raise LinkTimeout(
                 f"no observation from {self.endpoint} within {timeout_s:.1f} s{bad}. Is `lekiwi-drift host` "
                 f"running on the robot, and do host.address/port_obs in {self.config.source} point at it?"
-                + (" With CurveZMQ keys, check that this client's public key is in the host's "
-                   "keys.authorized_clients." if self.config.keys.client_enabled else "")
+                + (
+                    " With CurveZMQ keys, check that this client's public key is in the host's keys.authorized_clients."
+                    if self.config.keys.client_enabled
+                    else ""
+                )
             )
         return obs
 
@@ -111,7 +116,7 @@ class RobotLink:
         if self._own_ctx:
             self._ctx.term()
 
-    def __enter__(self) -> "RobotLink":
+    def __enter__(self) -> RobotLink:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,8 +147,7 @@ class RobotLink:
                         sock = self._socket(zmq.PULL, self.hc.port_obs)
                         self.stats.reconnects += 1
                         heard = False
-                        log.warning("no observation for %.1f s from %s: reconnecting", RECONNECT_AFTER_S,
-                                    self.endpoint)
+                        log.warning("no observation for %.1f s from %s: reconnecting", RECONNECT_AFTER_S, self.endpoint)
                     continue
                 frames = None
                 while True:  # drain to the newest; older ones are never decoded
@@ -166,8 +170,9 @@ class RobotLink:
     def _ingest(self, frames: list[bytes], recv_time: float | None = None) -> None:
         t0 = time.perf_counter()
         try:
-            obs = decode_observation(frames, self.expected_cameras, self.hc.max_message_bytes,
-                                     recv_time=recv_time, pool=self._pool)
+            obs = decode_observation(
+                frames, self.expected_cameras, self.hc.max_message_bytes, recv_time=recv_time, pool=self._pool
+            )
         except WireError as exc:
             self.stats.bad[exc.kind] += 1
             log.warning("dropped a malformed observation (%s); keeping the last good one", exc)
@@ -197,6 +202,7 @@ class RobotLink:
         observation while idle, so "other" means a newly received one whose `_seq` differs (a restarted
         host numbers from 1 again, so no ordering is assumed). Returns at once if one already came after
         `after`. None on timeout."""
+
         def ready() -> bool:
             obs = self._latest
             if obs is None or after is None:
@@ -234,8 +240,10 @@ class RobotLink:
             if isinstance(reply, dict) and reply.get("id") == request["id"]:
                 return reply
             before = obs
-        raise LinkTimeout(f"the host did not answer request {dict(request)} within {timeout_s:.1f} s "
-                          "(a stock LeRobot host does not take requests)")
+        raise LinkTimeout(
+            f"the host did not answer request {dict(request)} within {timeout_s:.1f} s "
+            "(a stock LeRobot host does not take requests)"
+        )
 
     def _send(self, payload: bytes) -> None:
         with self._cmd_lock:

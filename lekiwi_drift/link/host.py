@@ -76,8 +76,10 @@ class RobotHost:
         elif hc.bind in ("127.0.0.1", "localhost", "::1"):
             log.info("no CurveZMQ keys: plain stock wire on loopback only")
         else:
-            log.warning("no CurveZMQ keys configured: plain stock wire, anyone on the network can drive the "
-                        "robot; run `lekiwi-drift keys` to lock it down")
+            log.warning(
+                "no CurveZMQ keys configured: plain stock wire, anyone on the network can drive the "
+                "robot; run `lekiwi-drift keys` to lock it down"
+            )
         # Stock LeKiwi uses CONFLATE here, but CONFLATE mangles multipart messages (a malformed peer could
         # get a fragment applied). We drain the queue instead and, in real time, apply only the newest
         # valid action; lockstep needs every command anyway (one command = one step).
@@ -195,8 +197,13 @@ class RobotHost:
         self._failures_in_row = 0
         deadline = None if max_time_s is None else time.monotonic() + max_time_s
         hc = self.hc
-        log.info("host serving on %s (commands :%d, observations :%d)%s", hc.bind, hc.port_cmd, hc.port_obs,
-                 " [lockstep]" if self.lockstep else "")
+        log.info(
+            "host serving on %s (commands :%d, observations :%d)%s",
+            hc.bind,
+            hc.port_cmd,
+            hc.port_obs,
+            " [lockstep]" if self.lockstep else "",
+        )
         try:
             loop = self._run_lockstep if self.lockstep else self._run_realtime
             return loop(deadline)
@@ -206,8 +213,11 @@ class RobotHost:
 
     def _too_many_failures(self) -> bool:
         if self._failures_in_row >= self.hc.max_failures:
-            log.critical("%d robot reads failed in a row: stopping the base and exiting. Check the cameras and "
-                         "the motor bus (cables, power, `lekiwi-drift host -v` for details).", self._failures_in_row)
+            log.critical(
+                "%d robot reads failed in a row: stopping the base and exiting. Check the cameras and "
+                "the motor bus (cables, power, `lekiwi-drift host -v` for details).",
+                self._failures_in_row,
+            )
             return True
         return False
 

@@ -37,7 +37,9 @@ def _load(path: str, want_secret: bool, field: str) -> tuple[bytes, bytes | None
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"keys.{field}: cannot read key file {path!r} ({exc}); make keys with `lekiwi-drift keys`")
+        raise ConfigError(
+            f"keys.{field}: cannot read key file {path!r} ({exc}); make keys with `lekiwi-drift keys`"
+        ) from None
     if want_secret and not secret:
         raise ConfigError(f"keys.{field}: {path!r} holds no secret key; point it at the .key_secret file")
     return public, secret

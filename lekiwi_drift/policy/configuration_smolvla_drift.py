@@ -25,7 +25,7 @@ run presets (control/preset.py) both apply them, each wording the error for its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lerobot.configs import PreTrainedConfig
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
@@ -36,8 +36,9 @@ OBJECTIVES = ("drift", "flow")
 SAMPLERS = ("drift", "flow")
 
 
-def sampler_problems(sampler: str, flow_steps: int, keystone_samples: int, keystone_clusters: int,
-                     keystone_tau: float) -> list[tuple[str, str]]:
+def sampler_problems(
+    sampler: str, flow_steps: int, keystone_samples: int, keystone_clusters: int, keystone_tau: float
+) -> list[tuple[str, str]]:
     """(field, problem) for every broken inference-sampler rule, in the order a reader should fix them.
 
     The field is the name shared by the config and a preset, so each caller can say where to fix it.
@@ -51,12 +52,21 @@ def sampler_problems(sampler: str, flow_steps: int, keystone_samples: int, keyst
         p.append(("keystone_samples", f"{keystone_samples} must be >= 1 (1 = KeyStone off)"))
     if keystone_samples > 1:
         if sampler != "drift":
-            p.append(("keystone_samples", f"{keystone_samples} needs sampler 'drift', not {sampler!r}: KeyStone "
-                      "selects among one-step samples, not flow integrations; set sampler to drift or "
-                      "keystone_samples to 1"))
+            p.append(
+                (
+                    "keystone_samples",
+                    f"{keystone_samples} needs sampler 'drift', not {sampler!r}: KeyStone "
+                    "selects among one-step samples, not flow integrations; set sampler to drift or "
+                    "keystone_samples to 1",
+                )
+            )
         if not 1 <= keystone_clusters <= keystone_samples:
-            p.append(("keystone_clusters", f"{keystone_clusters} must be between 1 and keystone_samples "
-                      f"({keystone_samples})"))
+            p.append(
+                (
+                    "keystone_clusters",
+                    f"{keystone_clusters} must be between 1 and keystone_samples ({keystone_samples})",
+                )
+            )
     if keystone_tau < 0:
         p.append(("keystone_tau", f"{keystone_tau} must be >= 0"))
     return p
@@ -109,8 +119,12 @@ class SmolVLADriftConfig(SmolVLAConfig):
             )
         if not self.drift_temperatures or any(t <= 0 for t in self.drift_temperatures):
             p.append(f"drift_temperatures must be a non-empty list of positive numbers, got {self.drift_temperatures}")
-        p += [f"{name}: {problem}" for name, problem in sampler_problems(
-            self.sampler, self.flow_steps, self.keystone_samples, self.keystone_clusters, self.keystone_tau)]
+        p += [
+            f"{name}: {problem}"
+            for name, problem in sampler_problems(
+                self.sampler, self.flow_steps, self.keystone_samples, self.keystone_clusters, self.keystone_tau
+            )
+        ]
         if not self.use_cache:
             # The one-step generator encodes the prefix once and reads it back from the KV cache.
             p.append("use_cache must be True (the prefix is encoded once into the KV cache)")
@@ -129,4 +143,3 @@ class SmolVLADriftConfig(SmolVLAConfig):
             raise ValueError("Invalid smolvla_drift config: " + "; ".join(problems))
         # SmolVLA's Euler loop reads `num_steps`; `flow_steps` is the one knob users set.
         self.num_steps = self.flow_steps
-

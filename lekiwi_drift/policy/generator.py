@@ -57,8 +57,12 @@ class DriftFlowMatching(VLAFlowMatching):
         (optional start token, embedding scaled by sqrt(dim), optional end token); the language and
         state tokens come from stock `embed_prefix` itself, called with no cameras.
         """
-        if (not self.config.batch_vision or len(images) < 2 or self.prefix_length >= 0
-                or len({tuple(img.shape) for img in images}) != 1):
+        if (
+            not self.config.batch_vision
+            or len(images) < 2
+            or self.prefix_length >= 0
+            or len({tuple(img.shape) for img in images}) != 1
+        ):
             return super().embed_prefix(images, img_masks, lang_tokens, lang_masks, state=state)
         tower, bsize = self.vlm_with_expert, images[0].shape[0]
         embs, pads = [], []
@@ -89,9 +93,7 @@ class DriftFlowMatching(VLAFlowMatching):
         called under grad (training): the state projection (and the VLM, if unfrozen) learn through
         the cache. `use_cache=True` always: the expert pass below reads the prefix from the cache.
         """
-        prefix_embs, pad_masks, att_masks = self.embed_prefix(
-            images, img_masks, lang_tokens, lang_masks, state=state
-        )
+        prefix_embs, pad_masks, att_masks = self.embed_prefix(images, img_masks, lang_tokens, lang_masks, state=state)
         att_2d = make_att_2d_masks(pad_masks, att_masks)
         position_ids = torch.cumsum(pad_masks, dim=1) - 1
         _, cache = self.vlm_with_expert.forward(
@@ -119,9 +121,7 @@ class DriftFlowMatching(VLAFlowMatching):
         """v(x_t, t) through SmolVLA's own `denoise_step`, over the prefix repeated `samples` times (the
         training path: gradients flow through the repeated cache back to the one encoding)."""
         cache, pad_masks = self.expand_prefix(cache, pad_masks, samples)
-        return lambda x_t, t: self.denoise_step(
-            prefix_pad_masks=pad_masks, past_key_values=cache, x_t=x_t, timestep=t
-        )
+        return lambda x_t, t: self.denoise_step(prefix_pad_masks=pad_masks, past_key_values=cache, x_t=x_t, timestep=t)
 
     def expert_velocity(self, cache, pad_masks: Tensor, samples: int):
         """v(x_t, t) for `samples` rows per observation over an encoded prefix (inference).
@@ -159,7 +159,9 @@ class DriftFlowMatching(VLAFlowMatching):
             return self.sample_noise(shape, device)
         noise = noise.reshape(shape) if noise.dim() == 4 else noise
         if tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {shape} (B·samples, chunk, max_action_dim), got {tuple(noise.shape)}")
+            raise ValueError(
+                f"noise must have shape {shape} (B·samples, chunk, max_action_dim), got {tuple(noise.shape)}"
+            )
         return noise.to(device=device, dtype=torch.float32)
 
     @torch.no_grad()

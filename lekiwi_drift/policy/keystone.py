@@ -77,8 +77,10 @@ def keystone_select(
             f"impl='numpy' needs a CPU float32/float64 tensor, got {candidates.dtype} on {candidates.device}"
         )
     if impl == "numpy" or (impl == "auto" and numpy_ok):
-        indices, spread, guard, size = (torch.from_numpy(a) for a in _select_numpy(
-            candidates.detach().numpy(), min(clusters, candidates.shape[1]), tau))
+        indices, spread, guard, size = (
+            torch.from_numpy(a)
+            for a in _select_numpy(candidates.detach().numpy(), min(clusters, candidates.shape[1]), tau)
+        )
     else:
         indices, spread, guard, size = _select_torch(candidates, clusters, tau)
     return indices, {"spread": spread, "guard_fired": guard, "cluster_size": size}

@@ -52,7 +52,9 @@ class SmolVLADriftPolicy(SmolVLAPolicy):
     def action_dim(self) -> int:
         return self.config.action_feature.shape[0]
 
-    def one_step_chunks(self, batch: dict[str, Tensor], noise: Tensor | None = None, samples: int | None = None) -> Tensor:
+    def one_step_chunks(
+        self, batch: dict[str, Tensor], noise: Tensor | None = None, samples: int | None = None
+    ) -> Tensor:
         """The one-step generator: [B, samples, T, action_dim] normalised chunks (real dims only).
 
         This is the function the drift loss trains and the drift sampler deploys. `noise`, if given,

@@ -151,8 +151,12 @@ def _write(
     processor.save_pretrained(out)
     (out / "lekiwi_drift_vlm.json").write_text(
         json.dumps(
-            {"written_by": "lekiwi_drift.policy.offline_vlm", "image_size": image_size,
-             "image_seq_len": image_seq_len, "weights": "none (random init)"},
+            {
+                "written_by": "lekiwi_drift.policy.offline_vlm",
+                "image_size": image_size,
+                "image_seq_len": image_seq_len,
+                "weights": "none (random init)",
+            },
             indent=2,
         )
     )
@@ -185,8 +189,14 @@ def write_tiny_smolvlm(out_dir: str | Path) -> Path:
     )
 
 
-def write_small_smolvlm(out_dir: str | Path, image_size: int = 128, patch_size: int = 16, scale_factor: int = 2,
-                        text_hidden: int = 128, vision_hidden: int = 64) -> Path:
+def write_small_smolvlm(
+    out_dir: str | Path,
+    image_size: int = 128,
+    patch_size: int = 16,
+    scale_factor: int = 2,
+    text_hidden: int = 128,
+    vision_hidden: int = 64,
+) -> Path:
     """The sim-scale random SmolVLM trained from scratch in the evidence runs on a CPU: 128x128 images
     (the 128x96 sim cameras at full resolution, so a salt bottle 4-5 px wide stays 4-5 px) in 16 px
     patches, pixel shuffle 2 -> 16 tokens per camera; 4 text layers of width 128. 8 px patches (64 tokens

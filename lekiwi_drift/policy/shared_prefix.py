@@ -58,8 +58,9 @@ def blocked(mask: Tensor, observations: int) -> Tensor:
     return ~mask.view(observations, n // observations, t, length)[:, None, :, None]
 
 
-def attend(q: Tensor, kp: Tensor, vp: Tensor, blocked_: Tensor, ks: Tensor | None = None,
-           vs: Tensor | None = None) -> Tensor:
+def attend(
+    q: Tensor, kp: Tensor, vp: Tensor, blocked_: Tensor, ks: Tensor | None = None, vs: Tensor | None = None
+) -> Tensor:
     """SmolVLA's eager attention for N = B·S query rows over a prefix shared by each group of S rows.
 
     q [N, T, H, D] (rotated); kp, vp [B, Hkv, Lp, D]: the prefix keys/values of the B observations;
@@ -101,8 +102,9 @@ def prepare(model, cache) -> list[tuple]:
             kv.append((layer, keys, values, True))
         else:
             attn = layer.self_attn
-            kv.append((layer, _project(keys, attn.k_proj, attn.head_dim), _project(values, attn.v_proj, attn.head_dim),
-                       False))
+            kv.append(
+                (layer, _project(keys, attn.k_proj, attn.head_dim), _project(values, attn.v_proj, attn.head_dim), False)
+            )
     return kv
 
 
@@ -138,4 +140,4 @@ def velocity(model, kv: list, pad_masks: Tensor, x_t: Tensor, timestep: Tensor) 
         x = layer.mlp(layer.post_attention_layernorm(y))
         x += y
     x = model.vlm_with_expert.lm_expert.norm(x)
-    return model.action_out_proj(x[:, -model.config.chunk_size:].to(dtype=torch.float32))
+    return model.action_out_proj(x[:, -model.config.chunk_size :].to(dtype=torch.float32))

@@ -171,8 +171,9 @@ def _argv(args: list[str]):
 
 def run_training(opts: TrainOptions) -> Path:
     """Train (or resume); returns the last checkpoint's `pretrained_model` directory."""
-    import lekiwi_drift.policy  # noqa: F401  (registers smolvla_drift before LeRobot parses the config)
     from lerobot.scripts.lerobot_train import train
+
+    import lekiwi_drift.policy  # noqa: F401  (registers smolvla_drift before LeRobot parses the config)
 
     args = lerobot_train_args(opts)
     log.info("lerobot train %s", " ".join(args))

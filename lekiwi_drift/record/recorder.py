@@ -133,7 +133,7 @@ class EpisodeRecorder:
         self.save_s: list[float] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def open(self) -> "EpisodeRecorder":
+    def open(self) -> EpisodeRecorder:
         from lerobot.datasets import LeRobotDataset
 
         c = self.config
@@ -143,30 +143,41 @@ class EpisodeRecorder:
             self._check_existing()
             self.dataset = self._resume()
         elif exists:
-            raise DatasetError(f"dataset {self.root} already exists; pass --resume to append episodes to it, "
-                               "or choose a new --record directory")
+            raise DatasetError(
+                f"dataset {self.root} already exists; pass --resume to append episodes to it, "
+                "or choose a new --record directory"
+            )
         else:
             if self.root.exists() and any(self.root.iterdir()):
-                raise DatasetError(f"{self.root} exists and is not a LeRobot dataset; choose a new --record "
-                                   "directory")
+                raise DatasetError(f"{self.root} exists and is not a LeRobot dataset; choose a new --record directory")
             if self.root.exists():
                 self.root.rmdir()  # LeRobot creates the directory itself and refuses an existing one
             self.dataset = LeRobotDataset.create(
-                self.repo_id, fps=c.fps, features=self.features, root=self.root, robot_type=c.robot_type,
-                use_videos=True, image_writer_threads=self._image_threads(),
+                self.repo_id,
+                fps=c.fps,
+                features=self.features,
+                root=self.root,
+                robot_type=c.robot_type,
+                use_videos=True,
+                image_writer_threads=self._image_threads(),
                 streaming_encoding=c.streaming_encoding,
             )
         return self
 
     def _image_threads(self) -> int:
-        return 0 if self.config.streaming_encoding else self.config.image_writer_threads_per_camera * len(
-            self.camera_keys)
+        return (
+            0 if self.config.streaming_encoding else self.config.image_writer_threads_per_camera * len(self.camera_keys)
+        )
 
     def _resume(self):
         from lerobot.datasets import LeRobotDataset
 
-        return LeRobotDataset.resume(self.repo_id, root=self.root, image_writer_threads=self._image_threads(),
-                                     streaming_encoding=self.config.streaming_encoding)
+        return LeRobotDataset.resume(
+            self.repo_id,
+            root=self.root,
+            image_writer_threads=self._image_threads(),
+            streaming_encoding=self.config.streaming_encoding,
+        )
 
     def _check_existing(self) -> None:
         info = json.loads((self.root / "meta" / "info.json").read_text())
@@ -179,14 +190,17 @@ class EpisodeRecorder:
             if old is None:
                 problems.append(f"no feature {key}")
             elif tuple(old["shape"]) != tuple(ft["shape"]) or old["dtype"] != ft["dtype"]:
-                problems.append(f"{key} is {old['dtype']} {tuple(old['shape'])}, now {ft['dtype']} "
-                                f"{tuple(ft['shape'])}")
+                problems.append(
+                    f"{key} is {old['dtype']} {tuple(old['shape'])}, now {ft['dtype']} {tuple(ft['shape'])}"
+                )
         extra = [k for k in have if k.startswith(IMAGE_PREFIX) and k not in self.features]
         if extra:
             problems.append(f"cameras {extra} are not on this robot")
         if problems:
-            raise DatasetError(f"cannot resume {self.root}: " + "; ".join(problems) + ". Record into a new "
-                               "directory, or use the same cameras and sizes as before.")
+            raise DatasetError(
+                f"cannot resume {self.root}: " + "; ".join(problems) + ". Record into a new "
+                "directory, or use the same cameras and sizes as before."
+            )
 
     @property
     def num_episodes(self) -> int:
@@ -238,7 +252,7 @@ class EpisodeRecorder:
             self.dataset = None
             _remove_staging(self.root)
 
-    def __enter__(self) -> "EpisodeRecorder":
+    def __enter__(self) -> EpisodeRecorder:
         return self.open()
 
     def __exit__(self, *exc) -> None:

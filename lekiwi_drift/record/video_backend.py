@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def video_backend() -> str:
-    """"torchcodec" when FFmpeg's libraries load, else "pyav" (with a warning that says how to fix it)."""
+    """ "torchcodec" when FFmpeg's libraries load, else "pyav" (with a warning that says how to fix it)."""
     try:
         from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads libavcodec)
     except Exception:  # noqa: BLE001 - any load failure means the same: use PyAV
-        log.warning("torchcodec cannot load FFmpeg's libraries; decoding videos with PyAV (slower). "
-                    "For the fast decoder install FFmpeg (e.g. `apt-get install ffmpeg`).")
+        log.warning(
+            "torchcodec cannot load FFmpeg's libraries; decoding videos with PyAV (slower). "
+            "For the fast decoder install FFmpeg (e.g. `apt-get install ffmpeg`)."
+        )
         return "pyav"
     return "torchcodec"

@@ -18,8 +18,14 @@ def make_robot(name: str, cfg: RobotConfig, args: argparse.Namespace | None = No
         from lekiwi_drift.robots.fake import FakeLeKiwi, FakeRobotConfig
 
         cam = cfg.cameras[0]
-        return FakeLeKiwi(FakeRobotConfig(camera_names=tuple(cfg.camera_names), width=cam.width,
-                                          height=cam.height, release_on_exit=cfg.host.release_on_exit))
+        return FakeLeKiwi(
+            FakeRobotConfig(
+                camera_names=tuple(cfg.camera_names),
+                width=cam.width,
+                height=cam.height,
+                release_on_exit=cfg.host.release_on_exit,
+            )
+        )
     if name == "sim":
         from lekiwi_drift.sim.serve import make_sim_robot
 

@@ -22,8 +22,13 @@ class EpisodeResult:
     phase: str  # where the expert was when the episode ended
 
 
-def run_episode(sim: SimLeKiwi, item: str, seed: int, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-                on_tick: Callable[[SimLeKiwi, ScriptedExpert], None] | None = None) -> EpisodeResult:
+def run_episode(
+    sim: SimLeKiwi,
+    item: str,
+    seed: int,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    on_tick: Callable[[SimLeKiwi, ScriptedExpert], None] | None = None,
+) -> EpisodeResult:
     """Reset `sim` (a lockstep SimLeKiwi) to (item, seed) and let the expert act until success or the
     time limit. `on_tick` runs after every action (the snapshot command records frames with it)."""
     sim.handle_request({"op": "reset", "item": item, "seed": seed})
@@ -37,9 +42,13 @@ def run_episode(sim: SimLeKiwi, item: str, seed: int, time_limit_s: float = DEFA
     return EpisodeResult(item, seed, bool(sim.task.success), round(sim.clock(), 3), expert.phase)
 
 
-def evaluate_expert(items: Sequence[str], episodes: int, first_seed: int = 0,
-                    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-                    progress: Callable[[EpisodeResult], None] | None = None) -> dict[str, list[EpisodeResult]]:
+def evaluate_expert(
+    items: Sequence[str],
+    episodes: int,
+    first_seed: int = 0,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    progress: Callable[[EpisodeResult], None] | None = None,
+) -> dict[str, list[EpisodeResult]]:
     """Episodes seeded first_seed .. first_seed+episodes-1 for each item, without rendering."""
     sim = SimLeKiwi(SimConfig(item=items[0], clock="lockstep", render=False))
     sim.connect()
@@ -63,15 +72,18 @@ def format_table(results: dict[str, list[EpisodeResult]], wall_s: float | None =
         ok = [r for r in res if r.success]
         mean_t = sum(r.sim_time for r in ok) / len(ok) if ok else float("nan")
         failed = ", ".join(f"{r.seed}({r.phase})" for r in res if not r.success) or "-"
-        rows.append(f"{item:<15} {len(ok):>4}/{len(res):<4} {100.0 * len(ok) / max(len(res), 1):>6.1f}% "
-                    f"{mean_t:>14.2f}  {failed}")
+        rows.append(
+            f"{item:<15} {len(ok):>4}/{len(res):<4} {100.0 * len(ok) / max(len(res), 1):>6.1f}% "
+            f"{mean_t:>14.2f}  {failed}"
+        )
     if wall_s is not None:
         rows.append(f"({sum(len(r) for r in results.values())} episodes in {wall_s:.1f} s wall time)")
     return "\n".join(rows)
 
 
-def timed_evaluation(items: Sequence[str], episodes: int, first_seed: int = 0,
-                     time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tuple[dict[str, list[EpisodeResult]], float]:
+def timed_evaluation(
+    items: Sequence[str], episodes: int, first_seed: int = 0, time_limit_s: float = DEFAULT_TIME_LIMIT_S
+) -> tuple[dict[str, list[EpisodeResult]], float]:
     t0 = time.monotonic()
     results = evaluate_expert(items, episodes, first_seed, time_limit_s)
     return results, time.monotonic() - t0

@@ -113,9 +113,11 @@ class ScriptedExpert:
         elif phase in ("back_off", "transport", "forward"):
             gripper = 0.0
             tip_goal = np.array([GEOM.arm_mount_x + CARRY_REACH, 0.0, carry_z])
-            goals = {"back_off": (BACK_OFF_X, float(self._base_goal[1])),
-                     "transport": (BACK_OFF_X, float(basket[1])),
-                     "forward": (STANDOFF_X, float(basket[1]))}
+            goals = {
+                "back_off": (BACK_OFF_X, float(self._base_goal[1])),
+                "transport": (BACK_OFF_X, float(basket[1])),
+                "forward": (STANDOFF_X, float(basket[1])),
+            }
             self._base_goal = (*goals[phase], 0.0)
             if not w.item_fingers_both(item):
                 self._retry(item, base)
@@ -185,13 +187,11 @@ class ScriptedExpert:
     def _tip_reached(self, tip_goal_b: np.ndarray, base, tol: float) -> bool:
         """The commanded target has arrived at the goal and the real grasp point followed it."""
         actual_b = self._to_base(self.world.grasp_pos(), base)
-        return (np.linalg.norm(self._tip - tip_goal_b) < 1e-4
-                and np.linalg.norm(actual_b - tip_goal_b) < tol)
+        return np.linalg.norm(self._tip - tip_goal_b) < 1e-4 and np.linalg.norm(actual_b - tip_goal_b) < tol
 
     def _base_at_goal(self, base, tol: float, tol_deg: float) -> bool:
         gx, gy, gyaw = self._base_goal
-        return (np.hypot(gx - base[0], gy - base[1]) < tol
-                and abs(_wrap(gyaw - base[2])) < np.radians(tol_deg))
+        return np.hypot(gx - base[0], gy - base[1]) < tol and abs(_wrap(gyaw - base[2])) < np.radians(tol_deg)
 
     def _base_velocity(self, base) -> tuple[float, float, float]:
         if self._base_goal is None:
@@ -205,8 +205,7 @@ class ScriptedExpert:
             v *= cap / speed
         c, s = np.cos(base[2]), np.sin(base[2])
         vx, vy = c * v[0] + s * v[1], -s * v[0] + c * v[1]
-        wz = np.clip(np.degrees(3.0 * _wrap(gyaw - base[2])), -0.9 * MAX_ANGULAR_SPEED_DEG,
-                     0.9 * MAX_ANGULAR_SPEED_DEG)
+        wz = np.clip(np.degrees(3.0 * _wrap(gyaw - base[2])), -0.9 * MAX_ANGULAR_SPEED_DEG, 0.9 * MAX_ANGULAR_SPEED_DEG)
         return float(vx), float(vy), float(wz)
 
     def _command(self, base, tip_goal: np.ndarray, gripper: float) -> dict[str, float]:

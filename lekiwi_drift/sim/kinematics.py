@@ -16,8 +16,12 @@ import numpy as np
 from lekiwi_drift.robots.features import JOINT_LIMITS_DEG
 from lekiwi_drift.sim.model import GEOM, Geometry
 
-_LIMITS = np.radians([JOINT_LIMITS_DEG[f"arm_{j}.pos"] for j in
-                      ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")])
+_LIMITS = np.radians(
+    [
+        JOINT_LIMITS_DEG[f"arm_{j}.pos"]
+        for j in ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")
+    ]
+)
 _MARGIN = np.radians(3.0)
 # Gripper pitches tried in turn (elevation of the gripper axis; -90 deg = pointing straight down).
 _PITCHES = np.radians([-90.0, -80.0, -70.0, -60.0, -50.0])
@@ -68,8 +72,9 @@ def _planar(r: float, h: float, pitch: float, g: Geometry) -> tuple[np.ndarray, 
     return np.array([lift, elbow, wrist]), exact
 
 
-def solve(tip_base: np.ndarray, finger_yaw: float = 0.0, g: Geometry = GEOM,
-          pitches: np.ndarray = _PITCHES) -> ArmSolution:
+def solve(
+    tip_base: np.ndarray, finger_yaw: float = 0.0, g: Geometry = GEOM, pitches: np.ndarray = _PITCHES
+) -> ArmSolution:
     """Joint angles (rad) that put the grasp point at tip_base (base frame) with the gripper as close to
     pointing down as the joint limits allow, fingers closing along finger_yaw (base frame)."""
     x, y, z = tip_base

@@ -48,19 +48,26 @@ class LocalSimHost:
             self.host.close()
             self.robot.disconnect()
 
-    def __enter__(self) -> "LocalSimHost":
+    def __enter__(self) -> LocalSimHost:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def start_local_sim_host(cfg: RobotConfig, item: str = "salt_bottle", seed: int = 0, clock: str = "realtime",
-                         size: str | tuple[int, int] | None = "320x240", expert: bool = False,
-                         scene: int | None = None) -> LocalSimHost:
+def start_local_sim_host(
+    cfg: RobotConfig,
+    item: str = "salt_bottle",
+    seed: int = 0,
+    clock: str = "realtime",
+    size: str | tuple[int, int] | None = "320x240",
+    expert: bool = False,
+    scene: int | None = None,
+) -> LocalSimHost:
     """Start a sim host thread on 127.0.0.1 (free ports). `clock`: "realtime" or "lockstep";
     `size`: sim camera "WxH" (None: the config's); `expert`: publish the scripted expert's action as
-    header key `_expert`; `scene`: a fixed layout that `seed` jitters (sim/scene.py). Raises ConfigError for a bad item/clock/size, SimGLError without OpenGL."""
+    header key `_expert`; `scene`: a fixed layout that `seed` jitters (sim/scene.py). Raises ConfigError
+    for a bad item/clock/size, SimGLError without OpenGL."""
     from lekiwi_drift.link.host import RobotHost
     from lekiwi_drift.sim.serve import build_sim_robot
 
@@ -78,6 +85,12 @@ def start_local_sim_host(cfg: RobotConfig, item: str = "salt_bottle", seed: int 
         raise
     thread = threading.Thread(target=host.run, name="local-sim-host", daemon=True)
     thread.start()
-    log.info("serving a simulated LeKiwi (%s, seed %d, %s clock) on 127.0.0.1:%d/%d", item, seed, clock,
-             local.host.port_cmd, local.host.port_obs)
+    log.info(
+        "serving a simulated LeKiwi (%s, seed %d, %s clock) on 127.0.0.1:%d/%d",
+        item,
+        seed,
+        clock,
+        local.host.port_cmd,
+        local.host.port_obs,
+    )
     return LocalSimHost(local, robot, host, thread)

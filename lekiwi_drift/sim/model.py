@@ -109,7 +109,7 @@ def _base_and_arm(g: Geometry) -> str:
     lift_z = g.shoulder_height - g.base_top
     wheels = "\n".join(
         f'      <geom type="cylinder" size=".04 .012" pos="{0.09 * np.cos(a):.4f} {0.09 * np.sin(a):.4f} .04" '
-        f'euler="0 90 {np.degrees(a) :.1f}" material="servo" {_VISUAL}/>'
+        f'euler="0 90 {np.degrees(a):.1f}" material="servo" {_VISUAL}/>'
         for a in np.radians([60.0, 180.0, 300.0])
     )
     pad_x = g.wrist_to_tip + g.finger_reach - 0.0325  # finger box centre along the gripper
@@ -196,7 +196,7 @@ def _shop(g: Geometry) -> str:
     sx = g.shelf_front + g.shelf_depth / 2
     h = g.basket_half_inner + g.basket_wall / 2
     wall_z = g.basket_floor + g.basket_height / 2
-    wall = f'type="box" material="basket" contype="1" conaffinity="1" condim="3" friction="0.8 0.01 0.0005"'
+    wall = 'type="box" material="basket" contype="1" conaffinity="1" condim="3" friction="0.8 0.01 0.0005"'
     return f"""
     <geom name="floor" type="plane" size="1.5 1.5 .1" material="floor" contype="1" conaffinity="1"/>
     <geom name="shelf" type="box" size="{g.shelf_depth / 2} {g.shelf_half_width} {g.shelf_height / 2}"

@@ -29,8 +29,9 @@ def check_gl_env() -> None:
 class CameraRig:
     """Renders the named cameras of one model at one size."""
 
-    def __init__(self, model: mujoco.MjModel, camera_names: tuple[str, ...], width: int, height: int,
-                 shared: bool = True):
+    def __init__(
+        self, model: mujoco.MjModel, camera_names: tuple[str, ...], width: int, height: int, shared: bool = True
+    ):
         check_gl_env()
         self.camera_names = tuple(camera_names)
         self._cam_ids = {n: model.camera(n).id for n in self.camera_names}
@@ -71,8 +72,16 @@ class RenderWorker:
     `snapshot(dst)` must copy the sim's current poses into the MjData `dst` (under the sim's lock).
     """
 
-    def __init__(self, model: mujoco.MjModel, camera_names: tuple[str, ...], width: int, height: int,
-                 snapshot, continuous: bool, max_fps: float = 0.0):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        camera_names: tuple[str, ...],
+        width: int,
+        height: int,
+        snapshot,
+        continuous: bool,
+        max_fps: float = 0.0,
+    ):
         self._model = model
         self._args = (tuple(camera_names), width, height)
         self._snapshot = snapshot

@@ -53,9 +53,15 @@ class SimLeKiwi:
         if self.is_connected:
             return
         if self.config.render:
-            self._render = RenderWorker(self.world.model, self.config.camera_names, self.config.width,
-                                        self.config.height, self._snapshot, continuous=not self.lockstep,
-                                        max_fps=self.config.camera_fps)
+            self._render = RenderWorker(
+                self.world.model,
+                self.config.camera_names,
+                self.config.width,
+                self.config.height,
+                self._snapshot,
+                continuous=not self.lockstep,
+                max_fps=self.config.camera_fps,
+            )
             self._render.start()
         if not self.lockstep:
             self._running.set()
@@ -163,8 +169,12 @@ class SimLeKiwi:
                     # The machine cannot keep up: let sim time slip rather than run a catch-up burst.
                     self.physics_lag_events += 1
                     if self.physics_lag_events in (1, 10, 100) or self.physics_lag_events % 1000 == 0:
-                        log.warning("sim physics fell %.2f s behind wall time (%d times so far); sim time "
-                                    "slips instead of catching up in a burst", behind, self.physics_lag_events)
+                        log.warning(
+                            "sim physics fell %.2f s behind wall time (%d times so far); sim time "
+                            "slips instead of catching up in a burst",
+                            behind,
+                            self.physics_lag_events,
+                        )
                     self._anchor = (time.monotonic(), self.world.time)
                     behind = 0.0
                 # Step in slices of at most one control period so the lock is released often.

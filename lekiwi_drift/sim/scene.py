@@ -78,9 +78,12 @@ def sample_layout(seed: int) -> SceneLayout:
     basket = Pose2D(x=GEOM.shelf_front + 0.09, y=float(centers["basket"]), yaw=0.0)
     items = {}
     for name in ITEMS:
-        yaw = float(rng.uniform(-np.pi / 2, np.pi / 2)) if name == "chocolate_bar" else float(rng.uniform(-np.pi, np.pi))
-        items[name] = Pose2D(x=float(rng.uniform(GEOM.shelf_front + 0.045, GEOM.shelf_front + 0.11)),
-                             y=float(centers[name]), yaw=yaw)
+        yaw = (
+            float(rng.uniform(-np.pi / 2, np.pi / 2)) if name == "chocolate_bar" else float(rng.uniform(-np.pi, np.pi))
+        )
+        items[name] = Pose2D(
+            x=float(rng.uniform(GEOM.shelf_front + 0.045, GEOM.shelf_front + 0.11)), y=float(centers[name]), yaw=yaw
+        )
     return SceneLayout(seed=seed, robot=robot, basket=basket, items=items)
 
 
@@ -88,13 +91,19 @@ def jitter_layout(base: SceneLayout, seed: int, jitter: Jitter = JITTER) -> Scen
     """`base` moved by the reset noise drawn from `seed`; `scene` records the fixed layout's seed."""
     rng = np.random.default_rng([int(seed), 0x5EED])
     u = lambda r: float(rng.uniform(-r, r))  # noqa: E731
-    robot = Pose2D(x=base.robot.x + u(jitter.robot_xy), y=base.robot.y + u(jitter.robot_xy),
-                   yaw=base.robot.yaw + float(np.radians(u(jitter.robot_yaw_deg))))
+    robot = Pose2D(
+        x=base.robot.x + u(jitter.robot_xy),
+        y=base.robot.y + u(jitter.robot_xy),
+        yaw=base.robot.yaw + float(np.radians(u(jitter.robot_yaw_deg))),
+    )
     items = {}
     for name, pose in base.items.items():
         yaw_range = np.radians(min(jitter.item_yaw_deg, 20.0) if name == "chocolate_bar" else jitter.item_yaw_deg)
-        items[name] = Pose2D(x=pose.x + u(jitter.item_xy), y=pose.y + u(jitter.item_xy),
-                             yaw=pose.yaw + float(rng.uniform(-yaw_range, yaw_range)))
+        items[name] = Pose2D(
+            x=pose.x + u(jitter.item_xy),
+            y=pose.y + u(jitter.item_xy),
+            yaw=pose.yaw + float(rng.uniform(-yaw_range, yaw_range)),
+        )
     return SceneLayout(seed=int(seed), robot=robot, basket=base.basket, items=items, scene=base.seed)
 
 
@@ -115,8 +124,10 @@ def parse_scene(text: str) -> int | None:
         raise ValueError(f"--scene {text!r}: give a layout seed (e.g. 0) or 'random'") from None
 
 
-SCENE_HELP = ("the fixed layout every episode starts from, jittered per episode by its seed (default 0, the "
-              "salt-bottle protocol's scene); 'random': each seed draws a whole new layout")
+SCENE_HELP = (
+    "the fixed layout every episode starts from, jittered per episode by its seed (default 0, the "
+    "salt-bottle protocol's scene); 'random': each seed draws a whole new layout"
+)
 
 
 def yaw_quat(yaw: float) -> np.ndarray:

@@ -17,9 +17,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def build_sim_robot(cfg: RobotConfig, item: str = "salt_bottle", seed: int = 0, clock: str = "realtime",
-                    size: str | tuple[int, int] | None = None, expert: bool = False,
-                    scene: int | None = None):
+def build_sim_robot(
+    cfg: RobotConfig,
+    item: str = "salt_bottle",
+    seed: int = 0,
+    clock: str = "realtime",
+    size: str | tuple[int, int] | None = None,
+    expert: bool = False,
+    scene: int | None = None,
+):
     """A SimLeKiwi (an `ExpertSimLeKiwi` when `expert`) with the config's camera names.
     `size`: "WxH" or (w, h); None takes the config's first camera size."""
     from lekiwi_drift.sim.config import SimConfig
@@ -28,8 +34,15 @@ def build_sim_robot(cfg: RobotConfig, item: str = "salt_bottle", seed: int = 0, 
         size = parse_size(size)
     width, height = size if size else (cfg.cameras[0].width, cfg.cameras[0].height)
     try:
-        sim_cfg = SimConfig(item=item, seed=seed, scene=scene, clock=clock, width=width, height=height,
-                            camera_names=tuple(cfg.camera_names))
+        sim_cfg = SimConfig(
+            item=item,
+            seed=seed,
+            scene=scene,
+            clock=clock,
+            width=width,
+            height=height,
+            camera_names=tuple(cfg.camera_names),
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if expert:

@@ -35,8 +35,9 @@ def _strip(obs: dict, names: tuple[str, ...]) -> Image.Image:
     return img.resize((GIF_WIDTH, round(GIF_WIDTH * img.height / img.width)), Image.BILINEAR)
 
 
-def write_snapshot(item: str, seed: int, out_dir: str | Path, width: int = 640, height: int = 480,
-                   time_limit_s: float = 30.0) -> SnapshotResult:
+def write_snapshot(
+    item: str, seed: int, out_dir: str | Path, width: int = 640, height: int = 480, time_limit_s: float = 30.0
+) -> SnapshotResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = SimConfig(item=item, seed=seed, clock="lockstep", width=width, height=height)
@@ -72,8 +73,14 @@ def write_snapshot(item: str, seed: int, out_dir: str | Path, width: int = 640, 
         # Hold the last frame a moment so the result is visible when the GIF loops.
         gif.extend([gif[-1]] * 10)
         path = out / "expert.gif"
-        gif[0].save(path, save_all=True, append_images=gif[1:], loop=0,
-                    duration=int(round(1000.0 * GIF_EVERY / CONTROL_HZ)), optimize=False)
+        gif[0].save(
+            path,
+            save_all=True,
+            append_images=gif[1:],
+            loop=0,
+            duration=int(round(1000.0 * GIF_EVERY / CONTROL_HZ)),
+            optimize=False,
+        )
         files.append(path)
     finally:
         sim.disconnect()

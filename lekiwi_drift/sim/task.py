@@ -32,8 +32,11 @@ def item_in_basket(world: SimWorld, item: str) -> bool:
     b = world.basket_pos()
     inner = GEOM.basket_half_inner
     floor_top = b[2] + GEOM.basket_floor
-    return (abs(p[0] - b[0]) <= inner and abs(p[1] - b[1]) <= inner
-            and floor_top <= p[2] <= floor_top + GEOM.basket_height + _ABOVE_RIM)
+    return (
+        abs(p[0] - b[0]) <= inner
+        and abs(p[1] - b[1]) <= inner
+        and floor_top <= p[2] <= floor_top + GEOM.basket_height + _ABOVE_RIM
+    )
 
 
 class SuccessDetector:

@@ -86,8 +86,8 @@ class SimWorld:
         for name, pose in lay.items.items():
             adr = self._item_qadr[name]
             z = GEOM.shelf_height + ITEM_SPECS[name].height / 2.0 + 0.001
-            d.qpos[adr:adr + 3] = (pose.x, pose.y, z)
-            d.qpos[adr + 3:adr + 7] = yaw_quat(pose.yaw)
+            d.qpos[adr : adr + 3] = (pose.x, pose.y, z)
+            d.qpos[adr + 3 : adr + 7] = yaw_quat(pose.yaw)
         self.apply(HOME_ACTION)
         d.qpos[self._arm_qadr] = d.ctrl[self._arm_act]
         d.qpos[self._finger_qadr] = d.ctrl[self._finger_act]
@@ -164,7 +164,7 @@ class SimWorld:
 
     def item_quat(self, name: str) -> np.ndarray:
         adr = self._item_qadr[name]
-        return self.data.qpos[adr + 3:adr + 7].copy()
+        return self.data.qpos[adr + 3 : adr + 7].copy()
 
     def item_yaw(self, name: str) -> float:
         return quat_yaw(self.item_quat(name))
@@ -172,7 +172,7 @@ class SimWorld:
     def item_speed(self, name: str) -> tuple[float, float]:
         """Linear (m/s) and angular (rad/s) speed of an item."""
         adr = self._item_dadr[name]
-        v = self.data.qvel[adr:adr + 6]
+        v = self.data.qvel[adr : adr + 6]
         return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
 
     def basket_pos(self) -> np.ndarray:

@@ -57,8 +57,12 @@ def _connect(cfg, local: bool) -> tuple[RobotLink, object]:
     try:
         obs = link.connect()
     except LinkTimeout as exc:
-        fix = ("" if local else " Start it on the robot with `lekiwi-drift host` (or `lekiwi-drift host --robot "
-               "sim --expert` for a sim), pass --host ADDRESS, or drive a local sim with --sim.")
+        fix = (
+            ""
+            if local
+            else " Start it on the robot with `lekiwi-drift host` (or `lekiwi-drift host --robot "
+            "sim --expert` for a sim), pass --host ADDRESS, or drive a local sim with --sim."
+        )
         raise TeleopError(f"cannot reach the robot host: {exc}{fix}") from None
     return link, obs
 
@@ -108,8 +112,9 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
         if opts.sim and not opts.host:
             from lekiwi_drift.sim.local import start_local_sim_host
 
-            local = start_local_sim_host(cfg, item=opts.item, seed=opts.seed, clock=opts.clock, size=opts.size,
-                                         expert=True, scene=opts.scene)
+            local = start_local_sim_host(
+                cfg, item=opts.item, seed=opts.seed, clock=opts.clock, size=opts.size, expert=True, scene=opts.scene
+            )
             stack.callback(local.stop)
             cfg = local.config
         link, obs = _connect(cfg, local is not None)
@@ -118,11 +123,15 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
         lockstep = obs.extras.get("_clock") == "lockstep"
         kind = opts.teleop or ("scripted" if is_sim or opts.sim else "leader")
         if opts.expert_noise and kind != "scripted":
-            raise TeleopError("--expert-noise perturbs the scripted sim expert only (it labels the states the "
-                              "noise leads to); drop it, or use --sim --teleop scripted")
+            raise TeleopError(
+                "--expert-noise perturbs the scripted sim expert only (it labels the states the "
+                "noise leads to); drop it, or use --sim --teleop scripted"
+            )
         if kind == "scripted" and not is_sim:
-            raise TeleopError("--teleop scripted needs a simulated robot (the expert reads privileged sim state); "
-                              "use --sim, or --teleop leader on the real robot")
+            raise TeleopError(
+                "--teleop scripted needs a simulated robot (the expert reads privileged sim state); "
+                "use --sim, or --teleop leader on the real robot"
+            )
 
         keyboard = None
         if opts.keyboard:
@@ -141,25 +150,45 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
             if missing:
                 raise TeleopError(f"the host serves no {missing} camera(s); the config lists {cfg.camera_names}")
             shapes = {n: obs.images[n].shape[:2] for n in cfg.camera_names}
-            recorder = EpisodeRecorder(RecorderConfig(root=Path(opts.record), task=opts.task, fps=opts.fps,
-                                                      resume=opts.resume,
-                                                      streaming_encoding=opts.streaming_encoding), shapes)
+            recorder = EpisodeRecorder(
+                RecorderConfig(
+                    root=Path(opts.record),
+                    task=opts.task,
+                    fps=opts.fps,
+                    resume=opts.resume,
+                    streaming_encoding=opts.streaming_encoding,
+                ),
+                shapes,
+            )
             recorder.open()
             stack.callback(recorder.close)  # runs before the link closes: finalize first
-            out.write(f"recording into {opts.record} ({recorder.num_episodes} episodes there already), "
-                      f"task {opts.task!r}\n")
+            out.write(
+                f"recording into {opts.record} ({recorder.num_episodes} episodes there already), task {opts.task!r}\n"
+            )
 
         session_cfg = SessionConfig(
-            fps=float(opts.fps), lockstep=lockstep, sim=is_sim, item=opts.item, seed=opts.seed,
-            scene=opts.scene, expert_noise=opts.expert_noise, only_successes=opts.only_successes,
-            episodes=opts.episodes, episode_time_s=opts.episode_time_s, reset_time_s=opts.reset_time_s,
+            fps=float(opts.fps),
+            lockstep=lockstep,
+            sim=is_sim,
+            item=opts.item,
+            seed=opts.seed,
+            scene=opts.scene,
+            expert_noise=opts.expert_noise,
+            only_successes=opts.only_successes,
+            episodes=opts.episodes,
+            episode_time_s=opts.episode_time_s,
+            reset_time_s=opts.reset_time_s,
             max_time_s=opts.max_time_s,
         )
-        out.write(f"teleop: {source.name}; {'lockstep sim' if lockstep else 'real time'}"
-                  f"{'; ' + keyboard.mode_text if keyboard is not None else '; no keyboard'}\n")
+        out.write(
+            f"teleop: {source.name}; {'lockstep sim' if lockstep else 'real time'}"
+            f"{'; ' + keyboard.mode_text if keyboard is not None else '; no keyboard'}\n"
+        )
         session = TeleopSession(session_cfg, link, source, keyboard=keyboard, recorder=recorder, out=out)
         result = session.run()
         if recorder is not None:
-            out.write(f"saved {len(result.saved)} episode(s) this session ({sum(result.saved)} frames); "
-                      f"{opts.record} holds {recorder.num_episodes} episodes ({result.stopped_by})\n")
+            out.write(
+                f"saved {len(result.saved)} episode(s) this session ({sum(result.saved)} frames); "
+                f"{opts.record} holds {recorder.num_episodes} episodes ({result.stopped_by})\n"
+            )
         return result

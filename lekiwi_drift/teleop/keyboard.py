@@ -105,7 +105,7 @@ class TerminalKeyboard:
     def mode_text(self) -> str:
         return MODE_TEXT[self.mode]
 
-    def start(self) -> "TerminalKeyboard":
+    def start(self) -> TerminalKeyboard:
         self._reader.start()
         self.mode = {KITTY: HOLD, LEGACY: LATCHED, OFF: NO_KEYS}[self._reader.mode]
         with self._lock:
@@ -115,7 +115,7 @@ class TerminalKeyboard:
     def stop(self) -> None:
         self._reader.stop()
 
-    def __enter__(self) -> "TerminalKeyboard":
+    def __enter__(self) -> TerminalKeyboard:
         return self.start()
 
     def __exit__(self, *exc) -> None:

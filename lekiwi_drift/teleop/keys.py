@@ -40,11 +40,38 @@ _MOD_BITS = (("shift", 1), ("alt", 2), ("ctrl", 4), ("super", 8))  # caps/num lo
 
 # Kitty key codes and legacy final bytes -> our key names.
 _CODEPOINT_NAMES = {27: "esc", 13: "enter", 9: "tab", 127: "backspace", 8: "backspace", 32: "space"}
-_CSI_LETTER_KEYS = {"A": "up", "B": "down", "C": "right", "D": "left", "H": "home", "F": "end",
-                    "P": "f1", "Q": "f2", "R": "f3", "S": "f4"}
-_TILDE_KEYS = {2: "insert", 3: "delete", 5: "pageup", 6: "pagedown", 7: "home", 8: "end",
-               11: "f1", 12: "f2", 13: "f3", 14: "f4", 15: "f5", 17: "f6", 18: "f7", 19: "f8",
-               20: "f9", 21: "f10", 23: "f11", 24: "f12"}
+_CSI_LETTER_KEYS = {
+    "A": "up",
+    "B": "down",
+    "C": "right",
+    "D": "left",
+    "H": "home",
+    "F": "end",
+    "P": "f1",
+    "Q": "f2",
+    "R": "f3",
+    "S": "f4",
+}
+_TILDE_KEYS = {
+    2: "insert",
+    3: "delete",
+    5: "pageup",
+    6: "pagedown",
+    7: "home",
+    8: "end",
+    11: "f1",
+    12: "f2",
+    13: "f3",
+    14: "f4",
+    15: "f5",
+    17: "f6",
+    18: "f7",
+    19: "f8",
+    20: "f9",
+    21: "f10",
+    23: "f11",
+    24: "f12",
+}
 # Kitty's private-use code points for keys that have no legacy byte (only the ones a teleoperator might hit).
 _KITTY_FUNCTIONAL = {57399 + i: str(i) for i in range(10)} | {57414: "enter"}
 

@@ -29,14 +29,18 @@ def calibration_file(cfg: RobotConfig, device_id: str) -> Path:
 def check_ids(cfg: RobotConfig) -> None:
     """The follower and the leader share `calibration_dir`, so their ids must differ."""
     if cfg.leader_id == cfg.id:
-        raise ConfigError(f"{cfg.source}: leader_id and id are both {cfg.id!r}; the two calibration files "
-                          f"would overwrite each other in {cfg.calibration_dir}/. Give the leader its own id.")
+        raise ConfigError(
+            f"{cfg.source}: leader_id and id are both {cfg.id!r}; the two calibration files "
+            f"would overwrite each other in {cfg.calibration_dir}/. Give the leader its own id."
+        )
 
 
 def check_port(port: str, what: str, cfg: RobotConfig, field_name: str) -> None:
     if not Path(port).exists():
-        raise ConfigError(f"{what} serial port {port} does not exist. Plug the arm in (USB and power), then "
-                          f"find its port with `lerobot-find-port` and set {field_name} in {cfg.source}.")
+        raise ConfigError(
+            f"{what} serial port {port} does not exist. Plug the arm in (USB and power), then "
+            f"find its port with `lerobot-find-port` and set {field_name} in {cfg.source}."
+        )
 
 
 def leader_config(cfg: RobotConfig):
@@ -56,17 +60,22 @@ class LeaderArm:
         check_ids(self.cfg)
         path = calibration_file(self.cfg, self.cfg.leader_id)
         if not path.is_file():
-            raise ConfigError(f"no calibration for the SO-101 leader {self.cfg.leader_id!r} at {path}; run "
-                              f"`lekiwi-drift calibrate leader` first (or set leader_id / calibration_dir in "
-                              f"{self.cfg.source})")
+            raise ConfigError(
+                f"no calibration for the SO-101 leader {self.cfg.leader_id!r} at {path}; run "
+                f"`lekiwi-drift calibrate leader` first (or set leader_id / calibration_dir in "
+                f"{self.cfg.source})"
+            )
         check_port(self.cfg.leader_port, "SO-101 leader", self.cfg, "leader_port")
         from lerobot.teleoperators.so_leader import SO101Leader
 
         leader = SO101Leader(leader_config(self.cfg))
         leader.connect(calibrate=False)
         if not leader.is_calibrated:
-            log.warning("the leader's motors differ from %s: writing the file to the motors (run `lekiwi-drift "
-                        "calibrate leader` if this arm was recalibrated elsewhere)", path)
+            log.warning(
+                "the leader's motors differ from %s: writing the file to the motors (run `lekiwi-drift "
+                "calibrate leader` if this arm was recalibrated elsewhere)",
+                path,
+            )
             leader.bus.write_calibration(leader.calibration)
         self._leader = leader
 

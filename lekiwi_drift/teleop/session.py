@@ -133,11 +133,15 @@ class TeleopSession:
                 self.recorder.discard_episode()
                 self.result.failed += 1
                 in_a_row += 1
-                self._say(f"{self._label}: no success in {c.episode_time_s:g} s (seed {self._seed}); "
-                          "discarded, trying the next seed")
+                self._say(
+                    f"{self._label}: no success in {c.episode_time_s:g} s (seed {self._seed}); "
+                    "discarded, trying the next seed"
+                )
                 if in_a_row >= c.max_failures_in_a_row:
-                    raise SourceError(f"{in_a_row} episodes in a row ended without success; is --episode-time "
-                                      f"({c.episode_time_s:g} s) long enough for the task?")
+                    raise SourceError(
+                        f"{in_a_row} episodes in a row ended without success; is --episode-time "
+                        f"({c.episode_time_s:g} s) long enough for the task?"
+                    )
                 continue
             in_a_row = 0
             if why == kb.RERECORD:
@@ -148,8 +152,10 @@ class TeleopSession:
             frames = self.recorder.save_episode()
             self.result.saved.append(frames)
             done += 1
-            self._say(f"{self._label}: saved {frames} frames ({why}); dataset holds "
-                      f"{self.recorder.num_episodes} episodes, {self.recorder.total_frames} frames")
+            self._say(
+                f"{self._label}: saved {frames} frames ({why}); dataset holds "
+                f"{self.recorder.num_episodes} episodes, {self.recorder.total_frames} frames"
+            )
             if not c.sim and done < c.episodes and c.reset_time_s > 0:
                 self._label = f"reset {done}/{c.episodes}"
                 self._say(f"reset the scene ({c.reset_time_s:.0f} s; → / n to skip)")
@@ -260,8 +266,10 @@ class TeleopSession:
         t0, rx0, ticks0 = self._rate_mark
         if now - t0 >= 1.0:
             received = self.link.stats.received
-            self._rates = ((received - rx0) / (now - t0), (self.counters.ticks - ticks0) / (now - t0)
-                           if self.counters.ticks >= ticks0 else 0.0)
+            self._rates = (
+                (received - rx0) / (now - t0),
+                (self.counters.ticks - ticks0) / (now - t0) if self.counters.ticks >= ticks0 else 0.0,
+            )
             self._rate_mark = (now, received, self.counters.ticks)
         return self._rates
 
@@ -280,8 +288,10 @@ class TeleopSession:
         if not self.config.lockstep:
             k = self.counters
             parts.append(f"overruns {k.overruns} (longest {k.overrun_max_ms:.0f} ms) skipped {k.skipped_ticks}")
-        parts.append(f"base x {a.get('x.vel', 0.0):+.2f} y {a.get('y.vel', 0.0):+.2f} m/s "
-                     f"th {a.get('theta.vel', 0.0):+3.0f} deg/s")
+        parts.append(
+            f"base x {a.get('x.vel', 0.0):+.2f} y {a.get('y.vel', 0.0):+.2f} m/s "
+            f"th {a.get('theta.vel', 0.0):+3.0f} deg/s"
+        )
         if self.keyboard is not None:
             parts.append(f"speed {self.keyboard.speed_level() + 1}/3  {self.keyboard.mode_text}")
         if self.counters.stale_stops:

@@ -11,7 +11,8 @@ The recorded action is the clamped one, i.e. exactly what went over the wire.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
@@ -76,9 +77,11 @@ class ScriptedSource:
     def action(self, obs: Observation) -> dict[str, float]:
         expert = obs.extras.get(EXPERT_KEY)
         if not isinstance(expert, dict):
-            raise SourceError("the host publishes no scripted-expert action (header key `_expert`). Serve the "
-                              "sim with `lekiwi-drift host --robot sim --expert`, or use `lekiwi-drift teleop "
-                              "--sim` (which starts its own sim host)")
+            raise SourceError(
+                "the host publishes no scripted-expert action (header key `_expert`). Serve the "
+                "sim with `lekiwi-drift host --robot sim --expert`, or use `lekiwi-drift teleop "
+                "--sim` (which starts its own sim host)"
+            )
         action = {k: float(expert[k]) for k in STATE_KEYS if k in expert}
         if self.keyboard is not None and self.keyboard.moving():
             action.update(self.keyboard.velocity())

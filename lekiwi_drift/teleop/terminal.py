@@ -17,7 +17,7 @@ import select
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lekiwi_drift.teleop.keys import (
     DEVICE_ATTRIBUTES_QUERY,
@@ -37,8 +37,7 @@ KITTY, LEGACY, OFF = "kitty", "legacy", "off"
 
 
 class TerminalReader:
-    def __init__(self, on_event: Callable[[KeyEvent], None], fd: int | None = None, out=None,
-                 kitty: bool = False):
+    def __init__(self, on_event: Callable[[KeyEvent], None], fd: int | None = None, out=None, kitty: bool = False):
         """`on_event` runs on the reader thread (and on the caller's during kitty detection)."""
         self.on_event = on_event
         self._fd = fd  # None: stdin's, looked up in start()
@@ -51,7 +50,7 @@ class TerminalReader:
         self._kitty_pushed = False
         self.mode = OFF
 
-    def start(self) -> "TerminalReader":
+    def start(self) -> TerminalReader:
         try:  # a replaced stdin (pytest's capture, a pipe wrapper) may have no descriptor at all
             if self._fd is None:
                 self._fd = sys.stdin.fileno()
@@ -87,7 +86,7 @@ class TerminalReader:
             self._saved_attrs = None
         self.mode = OFF
 
-    def __enter__(self) -> "TerminalReader":
+    def __enter__(self) -> TerminalReader:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,7 @@ from textual.widgets import Input
 
 from lekiwi_drift.trials.backend import TrialBackend
 from lekiwi_drift.trials.schedule import Slot
-from lekiwi_drift.trials.screens import (PrepareScreen, ResetScreen, RunScreen, ScoreboardScreen,
-                                         ScoreScreen)
+from lekiwi_drift.trials.screens import PrepareScreen, ResetScreen, RunScreen, ScoreboardScreen, ScoreScreen
 from lekiwi_drift.trials.session import TrialSession, Verdict, auto_verdict, replayed_result
 
 
@@ -27,8 +26,15 @@ class TrialsApp(App[int]):
     # Space is the e-stop on every screen, so it is a priority binding: no widget can swallow it.
     BINDINGS = [Binding("space", "estop", "E-STOP", priority=True)]
 
-    def __init__(self, session: TrialSession, backend: TrialBackend, auto: bool = False,
-                 first_paint_exit: bool = False, exit_when_done: bool = False, export_report: bool = True):
+    def __init__(
+        self,
+        session: TrialSession,
+        backend: TrialBackend,
+        auto: bool = False,
+        first_paint_exit: bool = False,
+        exit_when_done: bool = False,
+        export_report: bool = True,
+    ):
         super().__init__()
         self.session = session
         self.backend = backend
@@ -57,8 +63,10 @@ class TrialsApp(App[int]):
     def backend_ready(self) -> None:
         if self.auto and not self.backend.sim:
             # Unattended trials need a robot that resets its own scene and judges success: the sim.
-            self.backend_failed("--auto needs a simulated robot (--sim, or a `host --robot sim`); on the real "
-                                "robot a person resets and scores every trial")
+            self.backend_failed(
+                "--auto needs a simulated robot (--sim, or a `host --robot sim`); on the real "
+                "robot a person resets and scores every trial"
+            )
             return
         self.next_trial()
 
@@ -88,8 +96,9 @@ class TrialsApp(App[int]):
         if self.exit_when_done:
             self.exit(0)
 
-    def episode_done(self, slot: Slot, result: Any, started_at: float | None, ended_at: float,
-                     choice: str | None) -> None:
+    def episode_done(
+        self, slot: Slot, result: Any, started_at: float | None, ended_at: float, choice: str | None
+    ) -> None:
         """The control loop returned. Record what is already decided, else ask a person."""
         times = {"started_at": started_at, "ended_at": ended_at}
         if choice == "success":
@@ -97,8 +106,9 @@ class TrialsApp(App[int]):
         elif choice == "abort":
             self._record(slot, Verdict("aborted"), result, "operator", **times)
         elif choice == "failure":
-            self.switch_screen(ScoreScreen(slot, result, "ended by the operator: pick the failure reason",
-                                           replay=times))
+            self.switch_screen(
+                ScoreScreen(slot, result, "ended by the operator: pick the failure reason", replay=times)
+            )
         else:
             if result.outcome == "estop":
                 self.auto = False  # someone pressed the e-stop: a person is here and scores this one
@@ -114,12 +124,28 @@ class TrialsApp(App[int]):
         """From the score screen (`replay`: the times of the run being scored)."""
         self._record(slot, verdict, result, "operator", notes=notes, **(replay or {}))
 
-    def _record(self, slot: Slot, verdict: Verdict, result: Any, scored_by: str, notes: str = "",
-                started_at: float | None = None, ended_at: float | None = None) -> None:
+    def _record(
+        self,
+        slot: Slot,
+        verdict: Verdict,
+        result: Any,
+        scored_by: str,
+        notes: str = "",
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> None:
         checkpoint, digest = self.backend.checkpoint(slot.policy)
-        row = self.session.record(slot, verdict, result=result, started_at=started_at, ended_at=ended_at,
-                                  scored_by=scored_by, notes=notes, checkpoint=checkpoint,
-                                  checkpoint_hash=digest)
+        row = self.session.record(
+            slot,
+            verdict,
+            result=result,
+            started_at=started_at,
+            ended_at=ended_at,
+            scored_by=scored_by,
+            notes=notes,
+            checkpoint=checkpoint,
+            checkpoint_hash=digest,
+        )
         # The row is committed; only now does the next screen show.
         what = row.outcome + (f" ({row.reason})" if row.reason and row.outcome != "timeout" else "")
         counted = "" if row.counted else ", not counted: this trial runs again"
@@ -144,10 +170,15 @@ class TrialsApp(App[int]):
             self.notify("nothing to undo")
             return
         slot = next(s for s in self.session.slots if s.index == row.slot)
-        self.switch_screen(ScoreScreen(slot, replayed_result(row),
-                                       f"undid: {row.outcome}" + (f" ({row.reason})" if row.reason else "")
-                                       + "; score this trial again", notes=row.notes,
-                                       replay={"started_at": row.started_at, "ended_at": row.ended_at}))
+        self.switch_screen(
+            ScoreScreen(
+                slot,
+                replayed_result(row),
+                f"undid: {row.outcome}" + (f" ({row.reason})" if row.reason else "") + "; score this trial again",
+                notes=row.notes,
+                replay={"started_at": row.started_at, "ended_at": row.ended_at},
+            )
+        )
 
     def action_scoreboard(self) -> None:
         self.push_screen(ScoreboardScreen())

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from lekiwi_drift.config.robot import RobotConfig
 from lekiwi_drift.trials.protocol import Protocol as TrialProtocol
 
+
 class EpisodeRunner(Protocol):
     """The part of `ControlLoop` the trials need (tests drive the TUI with a small deterministic one)."""
 
-    def run_episode(self, max_time_s: float, stop: threading.Event,
-                    on_status: Callable[[Any], None] | None = None) -> Any: ...
+    def run_episode(
+        self, max_time_s: float, stop: threading.Event, on_status: Callable[[Any], None] | None = None
+    ) -> Any: ...
 
     def estop(self) -> None: ...
 
@@ -58,8 +61,15 @@ class RobotBackend:
     holding every policy of the protocol. `sim_host`: start a simulated LeKiwi in this process (`--sim`);
     otherwise connect to the host in the robot config."""
 
-    def __init__(self, robot_config: RobotConfig, protocol: TrialProtocol, sim_host: bool = False,
-                 sim_clock: str = "realtime", scene_seed: int = 0, video_dir=None):
+    def __init__(
+        self,
+        robot_config: RobotConfig,
+        protocol: TrialProtocol,
+        sim_host: bool = False,
+        sim_clock: str = "realtime",
+        scene_seed: int = 0,
+        video_dir=None,
+    ):
         """`video_dir`: save a rollout GIF of every trial under video_dir/<policy>/ (control/rollout_video.py)."""
         self.robot_config = robot_config
         self.protocol = protocol
@@ -83,8 +93,13 @@ class RobotBackend:
             presets[name] = dataclasses.replace(load_preset(name), task=self.protocol.task)
         sim = None
         if self.sim_host:  # cameras at the size the demos were recorded at
-            sim = SimSpec(item=self.protocol.item, seed=self.scene_seed, clock=self.sim_clock,
-                          size=presets[self.protocol.policies[0]].sim_size, scene=self._scene())
+            sim = SimSpec(
+                item=self.protocol.item,
+                seed=self.scene_seed,
+                clock=self.sim_clock,
+                size=presets[self.protocol.policies[0]].sim_size,
+                scene=self._scene(),
+            )
         self._session = session = RobotSession(self.robot_config, sim=sim, latency=self.protocol.latency)
         session.open(progress)
         self.sim = session.is_sim
@@ -134,8 +149,9 @@ class _SessionRunner:
     def __init__(self, session, policy: str):
         self.session, self.policy = session, policy
 
-    def run_episode(self, max_time_s: float, stop: threading.Event,
-                    on_status: Callable[[Any], None] | None = None) -> Any:
+    def run_episode(
+        self, max_time_s: float, stop: threading.Event, on_status: Callable[[Any], None] | None = None
+    ) -> Any:
         return self.session.run_episode(self.policy, max_time_s, stop=stop, on_status=on_status)
 
     def estop(self) -> None:

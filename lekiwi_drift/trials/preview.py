@@ -35,8 +35,12 @@ class HalfBlockImage:
         out = []
         for r in range(self.rows):
             top, bottom = px[2 * r], px[2 * r + 1]
-            out.append([Segment(HALF_BLOCK, Style(color=Color.from_rgb(*t), bgcolor=Color.from_rgb(*b)))
-                        for t, b in zip(top, bottom)])
+            out.append(
+                [
+                    Segment(HALF_BLOCK, Style(color=Color.from_rgb(*t), bgcolor=Color.from_rgb(*b)))
+                    for t, b in zip(top, bottom)
+                ]
+            )
         return out
 
     def __rich_console__(self, console: Any, options: Any):

@@ -62,9 +62,21 @@ class Protocol:
 
 
 _TYPES = {
-    "name": str, "task": str, "item": str, "policies": list, "trials_per_policy": int, "order": str,
-    "seed": (int, type(None)), "time_limit_s": float, "reset_countdown_s": float, "scene_seed": int,
-    "vary_scene": bool, "failure_reasons": list, "blind": bool, "jitter": bool, "jitter_seed": int,
+    "name": str,
+    "task": str,
+    "item": str,
+    "policies": list,
+    "trials_per_policy": int,
+    "order": str,
+    "seed": (int, type(None)),
+    "time_limit_s": float,
+    "reset_countdown_s": float,
+    "scene_seed": int,
+    "vary_scene": bool,
+    "failure_reasons": list,
+    "blind": bool,
+    "jitter": bool,
+    "jitter_seed": int,
     "latency": (str, type(None)),
 }
 
@@ -76,8 +88,7 @@ def _check(where: str, name: str, value: Any) -> Any:
     if isinstance(value, bool) and expected is not bool:
         raise ProtocolError(f"{where}: {name}: expected {_type_name(expected)}, got a boolean ({value!r})")
     if not isinstance(value, expected):
-        raise ProtocolError(f"{where}: {name}: expected {_type_name(expected)}, got {type(value).__name__} "
-                            f"({value!r})")
+        raise ProtocolError(f"{where}: {name}: expected {_type_name(expected)}, got {type(value).__name__} ({value!r})")
     return value
 
 
@@ -156,9 +167,11 @@ def resolve_protocol_path(name_or_path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted({p.stem for d in protocol_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise ProtocolError(f"no protocol {str(name_or_path)!r} in ./trials or {SHIPPED_TRIALS}"
-                        + (f"; protocols: {', '.join(known)}" if known else "")
-                        + "; or give a path to a protocol YAML")
+    raise ProtocolError(
+        f"no protocol {str(name_or_path)!r} in ./trials or {SHIPPED_TRIALS}"
+        + (f"; protocols: {', '.join(known)}" if known else "")
+        + "; or give a path to a protocol YAML"
+    )
 
 
 def load_protocol(name_or_path: str | Path) -> Protocol:
@@ -175,4 +188,3 @@ def protocol_from_dict(data: dict[str, Any], source: str) -> Protocol:
     data = dict(data)
     name = data.pop("name", "protocol")
     return parse_protocol({**data, "name": name}, source, default_name=name)
-

@@ -37,8 +37,16 @@ def score_rows(session: TrialSession) -> list[list[str]]:
     rows = []
     for t in session.tallies():
         ci = t.interval
-        rows.append([t.label, f"{t.successes}/{t.n}", _pct(t.rate),
-                     f"[{ci.low:.3f}, {ci.high:.3f}]" if t.n else "-", str(t.aborted), _reasons(t)])
+        rows.append(
+            [
+                t.label,
+                f"{t.successes}/{t.n}",
+                _pct(t.rate),
+                f"[{ci.low:.3f}, {ci.high:.3f}]" if t.n else "-",
+                str(t.aborted),
+                _reasons(t),
+            ]
+        )
     return rows
 
 
@@ -49,10 +57,12 @@ def header_line(session: TrialSession) -> str:
     p = session.protocol
     when = dt.datetime.fromtimestamp(session.created_at).strftime("%Y-%m-%d %H:%M")
     state = "finished" if session.finished else "in progress"
-    return (f"session {session.session_id} ({when}, {state}): protocol {p.name}, item {p.item}, "
-            f"{session.done}/{session.total} trials, order {p.order}, seed {session.seed}"
-            + (", blind" if p.blind else "")
-            + (f", latency {p.latency} charged in sim time" if p.latency else ""))
+    return (
+        f"session {session.session_id} ({when}, {state}): protocol {p.name}, item {p.item}, "
+        f"{session.done}/{session.total} trials, order {p.order}, seed {session.seed}"
+        + (", blind" if p.blind else "")
+        + (f", latency {p.latency} charged in sim time" if p.latency else "")
+    )
 
 
 def text_report(session: TrialSession) -> str:
@@ -73,9 +83,16 @@ def text_report(session: TrialSession) -> str:
 
 
 def markdown_report(session: TrialSession, folder: Path | None = None) -> str:
-    lines = [f"# Trials: {session.protocol.name}", "", header_line(session), "",
-             f"Task: \"{session.protocol.task}\"", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = [
+        f"# Trials: {session.protocol.name}",
+        "",
+        header_line(session),
+        "",
+        f'Task: "{session.protocol.task}"',
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in score_rows(session)]
     comps = session.comparisons()
     if comps:
@@ -93,8 +110,13 @@ def _trial_lines(session: TrialSession, folder: Path | None) -> list[str]:
     rows = [r for r in session.rows if r.live]
     if not rows:
         return []
-    lines = ["", "Trials (reset seed = the scene's jitter seed in the sim):", "",
-             "| # | policy | reset seed | outcome | reason | video |", "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "Trials (reset seed = the scene's jitter seed in the sim):",
+        "",
+        "| # | policy | reset seed | outcome | reason | video |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: r.slot):
         video = (r.telemetry or {}).get("video")
         link = ""
@@ -106,9 +128,30 @@ def _trial_lines(session: TrialSession, folder: Path | None) -> list[str]:
     return lines
 
 
-TRIAL_FIELDS = ["id", "slot", "block", "policy", "code", "checkpoint_hash", "checkpoint", "protocol", "order_seed",
-                "scene_seed", "started_at", "ended_at", "outcome", "reason", "counted", "voided_at", "scored_by",
-                "loop_outcome", "auto_success", "notes", "error", "telemetry"]
+TRIAL_FIELDS = [
+    "id",
+    "slot",
+    "block",
+    "policy",
+    "code",
+    "checkpoint_hash",
+    "checkpoint",
+    "protocol",
+    "order_seed",
+    "scene_seed",
+    "started_at",
+    "ended_at",
+    "outcome",
+    "reason",
+    "counted",
+    "voided_at",
+    "scored_by",
+    "loop_outcome",
+    "auto_success",
+    "notes",
+    "error",
+    "telemetry",
+]
 
 
 def write_trials_csv(session: TrialSession, path: Path) -> None:
@@ -132,8 +175,18 @@ def write_summary_csv(session: TrialSession, path: Path) -> None:
         w.writerow(["policy", "successes", "n", "rate", "wilson_low", "wilson_high", "aborted", "failure_reasons"])
         for t in session.tallies():
             ci = t.interval
-            w.writerow([t.label, t.successes, t.n, "" if t.rate is None else f"{t.rate:.4f}",
-                        f"{ci.low:.4f}", f"{ci.high:.4f}", t.aborted, _reasons(t)])
+            w.writerow(
+                [
+                    t.label,
+                    t.successes,
+                    t.n,
+                    "" if t.rate is None else f"{t.rate:.4f}",
+                    f"{ci.low:.4f}",
+                    f"{ci.high:.4f}",
+                    t.aborted,
+                    _reasons(t),
+                ]
+            )
 
 
 def write_chart(session: TrialSession, path: Path) -> None:
@@ -146,8 +199,9 @@ def write_chart(session: TrialSession, path: Path) -> None:
 def export(session: TrialSession, folder: Path | None = None) -> ReportFiles:
     folder = Path(folder) if folder else session.store.path.with_name(f"{session.session_id}-report")
     folder.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(folder, folder / "trials.csv", folder / "summary.csv", folder / "report.md",
-                        folder / "success.png")
+    files = ReportFiles(
+        folder, folder / "trials.csv", folder / "summary.csv", folder / "report.md", folder / "success.png"
+    )
     write_trials_csv(session, files.trials_csv)
     write_summary_csv(session, files.summary_csv)
     files.markdown.write_text(markdown_report(session, folder))

@@ -21,8 +21,7 @@ class Slot:
     policy: str  # preset name as written in the protocol
 
 
-def build_schedule(policies: tuple[str, ...] | list[str], trials_per_policy: int, order: str,
-                   seed: int) -> list[Slot]:
+def build_schedule(policies: tuple[str, ...] | list[str], trials_per_policy: int, order: str, seed: int) -> list[Slot]:
     rng = random.Random(f"order:{seed}")  # string seeds hash stably across runs and platforms
     names = list(policies)
     slots: list[Slot] = []

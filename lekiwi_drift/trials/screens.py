@@ -47,11 +47,15 @@ class PrepareScreen(Screen):
         app, s = self.app, self.app.session
         p = s.protocol
         resumed = f"resumed at trial {s.done + 1}" if s.done else "new session"
-        self.query_one("#protocol-info", Static).update(Text.assemble(
-            (f"{p.name}", "bold"), f": \"{p.task}\"\n",
-            f"session {s.session_id} ({resumed}), {s.total} trials: {p.trials_per_policy} per policy x "
-            f"{len(p.policies)} policies, order {p.order}, seed {s.seed}, limit {p.time_limit_s:g} s"
-            + (", blind" if p.blind else "")))
+        self.query_one("#protocol-info", Static).update(
+            Text.assemble(
+                (f"{p.name}", "bold"),
+                f': "{p.task}"\n',
+                f"session {s.session_id} ({resumed}), {s.total} trials: {p.trials_per_policy} per policy x "
+                f"{len(p.policies)} policies, order {p.order}, seed {s.seed}, limit {p.time_limit_s:g} s"
+                + (", blind" if p.blind else ""),
+            )
+        )
         self.query_one(Scoreboard).show(s)
         self.call_after_refresh(app.first_painted)
         if app.first_paint_exit:
@@ -79,9 +83,13 @@ class PrepareScreen(Screen):
 class ResetScreen(Screen):
     """Between trials: reset the scene (the sim resets by request), then the start key."""
 
-    BINDINGS = [Binding("enter", "start", "start trial"), Binding("u", "app.undo", "undo last score"),
-                Binding("n", "notes", "notes on last trial"), Binding("b", "app.scoreboard", "scoreboard"),
-                Binding("q", "app.quit", "quit")]
+    BINDINGS = [
+        Binding("enter", "start", "start trial"),
+        Binding("u", "app.undo", "undo last score"),
+        Binding("n", "notes", "notes on last trial"),
+        Binding("b", "app.scoreboard", "scoreboard"),
+        Binding("q", "app.quit", "quit"),
+    ]
 
     def __init__(self, slot: Slot, message: str = ""):
         super().__init__()
@@ -143,8 +151,12 @@ class RunScreen(Screen):
     TickStatus from its own thread; we only keep the newest and redraw from a timer, so a slow
     terminal can never hold up the 30 Hz loop."""
 
-    BINDINGS = [Binding("s", "end('success')", "success"), Binding("f", "end('failure')", "failure"),
-                Binding("a", "end('abort')", "abort (not counted)"), Binding("p", "previews", "previews")]
+    BINDINGS = [
+        Binding("s", "end('success')", "success"),
+        Binding("f", "end('failure')", "failure"),
+        Binding("a", "end('abort')", "abort (not counted)"),
+        Binding("p", "previews", "previews"),
+    ]
 
     def __init__(self, slot: Slot):
         super().__init__()
@@ -177,8 +189,9 @@ class RunScreen(Screen):
             if left <= 0 and self.choice is None:
                 self.phase = "running"
                 self.run_episode()
-            self.query_one(LivePanel).show(None, self.app.session.protocol.time_limit_s,
-                                           f"starting in {max(0.0, left):.1f} s")
+            self.query_one(LivePanel).show(
+                None, self.app.session.protocol.time_limit_s, f"starting in {max(0.0, left):.1f} s"
+            )
             return
         status = self.status
         self.query_one(LivePanel).show(status, self.app.session.protocol.time_limit_s, self.phase)
@@ -229,8 +242,11 @@ class RunScreen(Screen):
 class ScoreScreen(Screen):
     """A person scores the trial: success, failure with a reason, or abort (not counted, re-run)."""
 
-    BINDINGS = [Binding("s", "pick('success')", "success"), Binding("a", "pick('abort')", "abort"),
-                *[Binding(str(i), f"reason({i})", show=False) for i in range(1, 10)]]
+    BINDINGS = [
+        Binding("s", "pick('success')", "success"),
+        Binding("a", "pick('abort')", "abort"),
+        *[Binding(str(i), f"reason({i})", show=False) for i in range(1, 10)],
+    ]
 
     def __init__(self, slot: Slot, result: Any, why: str = "", notes: str = "", replay: Any = None):
         super().__init__()
@@ -240,10 +256,15 @@ class ScoreScreen(Screen):
         reasons = self.app.session.protocol.failure_reasons
         with Vertical(id="score"):
             yield TrialHeader(id="trial-header")
-            yield OptionList(Option("s  success", id="success"),
-                             *[Option(f"{i}  {'' if r == 'timeout' else 'failure: '}{r}", id=f"reason-{i}")
-                               for i, r in enumerate(reasons, 1)],
-                             Option("a  abort: not counted, run this trial again", id="abort"), id="choices")
+            yield OptionList(
+                Option("s  success", id="success"),
+                *[
+                    Option(f"{i}  {'' if r == 'timeout' else 'failure: '}{r}", id=f"reason-{i}")
+                    for i, r in enumerate(reasons, 1)
+                ],
+                Option("a  abort: not counted, run this trial again", id="abort"),
+                id="choices",
+            )
             yield Input(self.notes, placeholder="notes on this trial (Tab here, Enter to go back)", id="notes")
         yield Footer()
 

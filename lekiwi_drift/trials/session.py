@@ -21,7 +21,6 @@ from lekiwi_drift.trials.stats import Interval, compare, wilson
 from lekiwi_drift.trials.store import SessionLock, SessionStore, StoreError, TrialRow
 
 
-
 def default_sessions_dir() -> Path:
     """./trials/sessions when run from a project root (or from anywhere with a wheel install: sessions
     are the user's data and never go into the installed package); the checkout's trials/sessions when an
@@ -97,8 +96,9 @@ class TrialSession:
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
-    def create(cls, protocol: Protocol, sessions_dir: Path, seed: int | None = None,
-               extra_meta: dict[str, Any] | None = None) -> "TrialSession":
+    def create(
+        cls, protocol: Protocol, sessions_dir: Path, seed: int | None = None, extra_meta: dict[str, Any] | None = None
+    ) -> TrialSession:
         seed = protocol.seed if seed is None else seed
         seed = draw_seed() if seed is None else int(seed)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -110,8 +110,15 @@ class TrialSession:
             if not path.exists():
                 break
         slots = [(s.index, s.block, s.policy) for s in schedule_for(protocol, seed)]
-        meta = {"session_id": session_id, "protocol": protocol.to_dict(), "protocol_source": protocol.source,
-                "seed": seed, "created_at": time.time(), "finished_at": None, **(extra_meta or {})}
+        meta = {
+            "session_id": session_id,
+            "protocol": protocol.to_dict(),
+            "protocol_source": protocol.source,
+            "seed": seed,
+            "created_at": time.time(),
+            "finished_at": None,
+            **(extra_meta or {}),
+        }
         lock = SessionLock(path)
         lock.acquire()
         try:
@@ -121,7 +128,7 @@ class TrialSession:
             raise
 
     @classmethod
-    def open(cls, path: Path) -> "TrialSession":
+    def open(cls, path: Path) -> TrialSession:
         lock = SessionLock(Path(path))
         lock.acquire()  # before reading: nobody else may be writing while we decide what comes next
         try:
@@ -131,7 +138,7 @@ class TrialSession:
             raise
 
     @classmethod
-    def read(cls, path: Path) -> "TrialSession":
+    def read(cls, path: Path) -> TrialSession:
         """Read-only view without the lock (reports may look at a session another process is running)."""
         return cls(SessionStore.open(Path(path)))
 
@@ -208,22 +215,43 @@ class TrialSession:
         return p.jitter_seed + slot.block if p.jitter else p.scene_seed
 
     # -- scoring ---------------------------------------------------------------------------------
-    def record(self, slot: Slot, verdict: Verdict, *, result: Any = None, started_at: float | None = None,
-               ended_at: float | None = None, scored_by: str = "operator", notes: str = "",
-               checkpoint: str | None = None, checkpoint_hash: str | None = None) -> TrialRow:
+    def record(
+        self,
+        slot: Slot,
+        verdict: Verdict,
+        *,
+        result: Any = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+        scored_by: str = "operator",
+        notes: str = "",
+        checkpoint: str | None = None,
+        checkpoint_hash: str | None = None,
+    ) -> TrialRow:
         """Write one attempt and return it; committed (durable) when this returns."""
         if verdict.outcome in ("failure",) and verdict.reason not in self.protocol.failure_reasons:
             raise ValueError(f"failure reason {verdict.reason!r} is not one of {self.protocol.failure_reasons}")
         note = "; ".join(n for n in (verdict.note, notes) if n)
         row_id = self.store.add_trial(
-            slot=slot.index, block=slot.block, policy=slot.policy,
+            slot=slot.index,
+            block=slot.block,
+            policy=slot.policy,
             code=self.codes[slot.policy] if self.protocol.blind else None,
-            checkpoint=checkpoint, checkpoint_hash=checkpoint_hash, protocol=self.protocol.name,
-            order_seed=self.seed, scene_seed=self.scene_seed(slot), started_at=started_at, ended_at=ended_at,
-            outcome=verdict.outcome, reason=verdict.reason if verdict.outcome != "success" else None,
-            notes=note, loop_outcome=getattr(result, "outcome", None),
-            auto_success=getattr(result, "auto_success", None), scored_by=scored_by,
-            telemetry=_telemetry(result), error=getattr(result, "error", None),
+            checkpoint=checkpoint,
+            checkpoint_hash=checkpoint_hash,
+            protocol=self.protocol.name,
+            order_seed=self.seed,
+            scene_seed=self.scene_seed(slot),
+            started_at=started_at,
+            ended_at=ended_at,
+            outcome=verdict.outcome,
+            reason=verdict.reason if verdict.outcome != "success" else None,
+            notes=note,
+            loop_outcome=getattr(result, "outcome", None),
+            auto_success=getattr(result, "auto_success", None),
+            scored_by=scored_by,
+            telemetry=_telemetry(result),
+            error=getattr(result, "error", None),
         )
         self._after_write()
         return next(r for r in self._rows if r.id == row_id)
@@ -266,8 +294,10 @@ class TrialSession:
 
     def comparisons(self) -> list[Comparison]:
         tallies = [t for t in self.tallies() if t.n]
-        return [Comparison(a.label, b.label, compare(a.successes, a.n, b.successes, b.n))
-                for a, b in itertools.combinations(tallies, 2)]
+        return [
+            Comparison(a.label, b.label, compare(a.successes, a.n, b.successes, b.n))
+            for a, b in itertools.combinations(tallies, 2)
+        ]
 
 
 def _telemetry(result: Any) -> dict:
@@ -293,5 +323,6 @@ class ReplayedResult:
 
 
 def replayed_result(row: TrialRow) -> ReplayedResult:
-    return ReplayedResult(row.loop_outcome, row.auto_success, row.error, dict(row.telemetry),
-                          row.telemetry.get("duration_s"))
+    return ReplayedResult(
+        row.loop_outcome, row.auto_success, row.error, dict(row.telemetry), row.telemetry.get("duration_s")
+    )

@@ -114,9 +114,11 @@ class SessionLock:
         except BlockingIOError:
             owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise SessionBusy(f"session {self.path.stem} is already open in another `lekiwi-drift trials` "
-                              f"(pid {owner}); close that one first (two TUIs on one session could "
-                              "score the same trial twice)") from None
+            raise SessionBusy(
+                f"session {self.path.stem} is already open in another `lekiwi-drift trials` "
+                f"(pid {owner}); close that one first (two TUIs on one session could "
+                "score the same trial twice)"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
@@ -143,7 +145,7 @@ class SessionStore:
         return conn
 
     @classmethod
-    def create(cls, path: Path, meta: dict[str, Any], slots: list[tuple[int, int, str]]) -> "SessionStore":
+    def create(cls, path: Path, meta: dict[str, Any], slots: list[tuple[int, int, str]]) -> SessionStore:
         """Write the schema, meta and schedule to a temporary file and rename it into place, so a session
         file is never seen (or left behind by a crash) half made."""
         path = Path(path)
@@ -156,8 +158,10 @@ class SessionStore:
         try:
             conn.executescript(_SCHEMA)
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO meta VALUES (?, ?)",
-                             [(k, json.dumps(v)) for k, v in {**meta, "schema": SCHEMA_VERSION}.items()])
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in {**meta, "schema": SCHEMA_VERSION}.items()],
+            )
             conn.executemany("INSERT INTO slots VALUES (?, ?, ?)", slots)
             conn.execute("COMMIT")
         finally:
@@ -166,7 +170,7 @@ class SessionStore:
         return cls(path, cls._connect(path))
 
     @classmethod
-    def open(cls, path: Path) -> "SessionStore":
+    def open(cls, path: Path) -> SessionStore:
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no session database at {path}")
@@ -196,8 +200,10 @@ class SessionStore:
 
     def slots_left(self) -> int:
         """Slots without a live score (the truth; meta's finished_at is only a convenience)."""
-        return self._conn.execute("SELECT COUNT(*) FROM slots WHERE idx NOT IN (SELECT slot FROM trials "
-                                  "WHERE counted = 1 AND voided_at IS NULL)").fetchone()[0]
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM slots WHERE idx NOT IN (SELECT slot FROM trials "
+            "WHERE counted = 1 AND voided_at IS NULL)"
+        ).fetchone()[0]
 
     # -- trials ----------------------------------------------------------------------------------
     def add_trial(self, **values: Any) -> int:
@@ -213,12 +219,14 @@ class SessionStore:
             raise ValueError(f"unknown trial columns {sorted(unknown)}")
         cur = self._conn.execute(
             f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [values[k] for k in names])
+            [values[k] for k in names],
+        )
         return int(cur.lastrowid)
 
     def void(self, trial_id: int) -> None:
-        self._conn.execute("UPDATE trials SET voided_at = ? WHERE id = ? AND voided_at IS NULL",
-                           (time.time(), trial_id))
+        self._conn.execute(
+            "UPDATE trials SET voided_at = ? WHERE id = ? AND voided_at IS NULL", (time.time(), trial_id)
+        )
 
     def set_notes(self, trial_id: int, notes: str) -> None:
         self._conn.execute("UPDATE trials SET notes = ? WHERE id = ?", (notes, trial_id))

@@ -31,7 +31,8 @@ class TrialHeader(Static):
 
 
 class LivePanel(Static):
-    """Elapsed time, chunk latency (observation to ready, and compute), control rate and the stall/late-action counters of the running trial."""
+    """Elapsed time, chunk latency (observation to ready, and compute), control rate and the stall and
+    late-action counters of the running trial."""
 
     def show(self, status: Any, time_limit_s: float, phase: str) -> None:
         t = Table.grid(padding=(0, 2))
@@ -100,17 +101,32 @@ class Scoreboard(Static):
     the pairwise Fisher exact p-values."""
 
     def show(self, session: TrialSession) -> None:
-        t = Table(title=f"{session.protocol.name}: {session.done}/{session.total} trials scored",
-                  title_style="bold", expand=False)
-        for col, justify in (("policy", "left"), ("success", "right"), ("rate", "right"), ("", "left"),
-                             ("95% CI (Wilson)", "center"), ("aborted", "right"), ("failure reasons", "left")):
+        t = Table(
+            title=f"{session.protocol.name}: {session.done}/{session.total} trials scored",
+            title_style="bold",
+            expand=False,
+        )
+        for col, justify in (
+            ("policy", "left"),
+            ("success", "right"),
+            ("rate", "right"),
+            ("", "left"),
+            ("95% CI (Wilson)", "center"),
+            ("aborted", "right"),
+            ("failure reasons", "left"),
+        ):
             t.add_column(col, justify=justify, min_width=10 if not col else None)
         for tally in session.tallies():
             ci = tally.interval
-            t.add_row(tally.label, f"{tally.successes}/{tally.n}",
-                      "-" if tally.rate is None else f"{100 * tally.rate:.0f}%", _bar(tally.rate),
-                      f"[{ci.low:.2f}, {ci.high:.2f}]" if tally.n else "-", str(tally.aborted),
-                      ", ".join(f"{r} {n}" for r, n in tally.reasons.most_common()) or "-")
+            t.add_row(
+                tally.label,
+                f"{tally.successes}/{tally.n}",
+                "-" if tally.rate is None else f"{100 * tally.rate:.0f}%",
+                _bar(tally.rate),
+                f"[{ci.low:.2f}, {ci.high:.2f}]" if tally.n else "-",
+                str(tally.aborted),
+                ", ".join(f"{r} {n}" for r, n in tally.reasons.most_common()) or "-",
+            )
         body = Text()
         comps = session.comparisons()
         if comps:
@@ -119,6 +135,9 @@ class Scoreboard(Static):
         if not session.reveal:
             body.append("\nblind: policy names are revealed when every trial is scored", style="italic dim")
         elif session.protocol.blind:
-            body.append("\nblind codes were: " + ", ".join(f"{c} = {p}" for p, c in sorted(
-                session.codes.items(), key=lambda kv: kv[1])), style="italic")
+            body.append(
+                "\nblind codes were: "
+                + ", ".join(f"{c} = {p}" for p, c in sorted(session.codes.items(), key=lambda kv: kv[1])),
+                style="italic",
+            )
         self.update(Group(t, body))
