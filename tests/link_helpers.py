@@ -54,11 +54,13 @@ def host_thread(robot, cfg: RobotConfig):
         host.close()
 
 
-def start_host_process(config_path: Path, *extra: str) -> subprocess.Popen:
+def start_host_process(config_path: Path, *extra: str, verbose: bool = False) -> subprocess.Popen:
+    """`lekiwi-drift host --robot fake` in a process; `verbose`: debug logging (the fake's base stops and
+    torque release, robots/fake.py)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "lekiwi_drift.cli.main", "host", "--robot", "fake", "--config", str(config_path),
-         *extra],
+        [sys.executable, "-m", "lekiwi_drift.cli.main", *(["-v"] if verbose else []), "host", "--robot", "fake",
+         "--config", str(config_path), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
 

@@ -19,7 +19,7 @@ from lekiwi_drift.link.wire import Observation
 from lekiwi_drift.robots.fake import FakeLeKiwi, FakeRobotConfig
 from tests.link_helpers import host_thread, loopback_config
 from tests.malformed import observation
-from tests.test_control_loop import ScriptedRuntime, moving
+from tests.test_control_loop_scripted import ScriptedRuntime, moving
 
 SKEWS = (-7200.0, -30.0, 30.0, 7200.0)  # host clock minus real time: a Pi behind or ahead
 TOLERANCE_S = 0.05  # a loaded 2-core CI box; on an idle one the error is well under a millisecond

@@ -1,6 +1,7 @@
 """The link over real ZMQ sockets on 127.0.0.1: fault injection on both sockets, watchdog, restart, age."""
 
 import os
+import re
 import signal
 import threading
 import time
@@ -139,7 +140,8 @@ def test_read_failures_skip_observations_then_exit_cleanly(tmp_path):
         while "code" not in result and time.monotonic() < deadline:
             time.sleep(0.02)
     assert result["code"] == EXIT_READ_FAILURES
-    assert robot.events.base_stops  # the base was stopped on the way out
+    # The watchdog's stops (no client drove it), and one more on the way out.
+    assert len(robot.events.base_stops) == host.stats.watchdog_stops + 1
     assert first is not None
 
 
@@ -185,14 +187,45 @@ def test_paused_host_observation_flagged_stale_by_age(tmp_path):
         proc.wait()
 
 
+FAKE_EVENT = re.compile(r"fake robot: (base stopped|torque released) \(clock ([0-9.]+)\)")
+
+
 def test_sigterm_stops_base_and_releases(tmp_path):
+    """SIGTERM while a client drives the base: the host process stops the base and releases the torque
+    after the signal (the fake logs both with its clock, time.monotonic: one clock for every process here),
+    then exits 0."""
     cfg, path = loopback_config(tmp_path)
-    proc = start_host_process(path)
+    proc = start_host_process(path, verbose=True)
+    lines: list[str] = []
     try:
         wait_for_line(proc, "host serving", drain=False)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        with RobotLink(cfg) as link:
+            link.connect(timeout_s=10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # drive until the host's observations show the base moving
+                link.send_action(action(**{"x.vel": 0.2}))
+                obs = link.wait_for(link.latest(), 1.0)
+                if obs is not None and obs.state_dict()["x.vel"] == pytest.approx(0.2):
+                    break
+            else:
+                pytest.fail("the host never applied the driving command")
+            link.send_action(action(**{"x.vel": 0.2}))  # fresh: the 500 ms watchdog is nowhere near due
+            t_signal = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        reader.join(timeout=5)
     finally:
         proc.kill()
-    assert proc.returncode == 0
+        proc.wait()
+    out = "".join(lines)
+    assert proc.returncode == 0, out
     assert "SIGTERM" in out and "host stopped" in out
+    events = [(m[1], float(m[2])) for m in map(FAKE_EVENT.search, lines) if m]
+    after = [(what, t) for what, t in events if t >= t_signal]
+    stops = [t for what, t in after if what == "base stopped"]
+    releases = [t for what, t in after if what == "torque released"]
+    assert stops, f"the base was not stopped after SIGTERM: {events}"
+    assert releases, f"the torque was not released after SIGTERM: {events}"
+    assert min(stops) <= min(releases)  # stopped first, then let go

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -248,16 +249,56 @@ def test_flow_sampler_runs(tiny_vlm_dir, steps):
 # ---------------------------------------------------------------- checkpoints
 
 
-def test_save_load_round_trip_gives_identical_actions(tiny_policy, tiny_vlm_dir, tmp_path):
+LOC, SCALE = np.linspace(-40.0, 40.0, D), np.linspace(0.5, 12.0, D)
+
+
+def recorded_stats(root):
+    """LeRobot's normalisation stats of a small dataset written by our recorder, as training takes them
+    (`dataset.meta.stats`): each state and action channel has its own mean (-40..40) and spread (0.5..12)."""
+    from lerobot.datasets import LeRobotDataset
+
+    from lekiwi_drift.record.recorder import EpisodeRecorder, RecorderConfig
+
+    rng = np.random.default_rng(0)
+    rec = EpisodeRecorder(RecorderConfig(root=root, task="pick"), {c: (24, 32) for c in CAMS}).open()
+    for _ in range(40):
+        images = {c: rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for c in CAMS}
+        rec.add(rng.normal(LOC, SCALE), images, rng.normal(-LOC, SCALE))
+    rec.save_episode()
+    rec.close()
+    return LeRobotDataset(f"local/{root.name}", root=root).meta.stats
+
+
+def test_save_load_round_trip_carries_the_normalisation_stats(tiny_policy, tiny_vlm_dir, tmp_path):
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.processor import NormalizerProcessorStep, UnnormalizerProcessorStep
+
     from lekiwi_drift.policy.checkpoint import load_policy, robot_features
 
-    policy, pre, post = tiny_policy
-    policy.save_pretrained(tmp_path)
-    pre.save_pretrained(tmp_path)
-    post.save_pretrained(tmp_path)
-    loaded, pre2, post2 = load_policy(
-        tmp_path, robot_features=robot_features(list(CAMS)), vlm_dir=tiny_vlm_dir
-    )
+    policy, _, _ = tiny_policy
+    stats = recorded_stats(tmp_path / "demos")
+    for key in ("observation.state", "action"):  # far from the identity (mean 0, std 1)
+        assert np.abs(stats[key]["mean"]).max() > 20 and np.abs(np.log(stats[key]["std"])).max() > 1
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=stats)
+    for part in (policy, pre, post):
+        part.save_pretrained(tmp_path / "ckpt")
+    loaded, pre2, post2 = load_policy(tmp_path / "ckpt", robot_features=robot_features(list(CAMS)),
+                                      vlm_dir=tiny_vlm_dir)
+    [norm] = [step for step in pre2.steps if isinstance(step, NormalizerProcessorStep)]
+    [unnorm] = [step for step in post2.steps if isinstance(step, UnnormalizerProcessorStep)]
+    for step, keys in ((norm, ("observation.state", "action")), (unnorm, ("action",))):
+        assert set(keys) <= set(step.stats), f"{type(step).__name__} reloaded without stats for {keys}"
+        for key in keys:
+            for stat in ("mean", "std"):
+                np.testing.assert_allclose(np.asarray(step.stats[key][stat]), stats[key][stat], rtol=1e-6)
+    # Normalise an action with the reloaded preprocessor (by the dataset's stats, not the identity), then
+    # unnormalise it with the reloaded postprocessor: the action comes back.
+    actions = torch.from_numpy(np.random.default_rng(3).normal(-LOC, SCALE, (B, T, D)).astype(np.float32))
+    normed = pre2({**raw_batch(), "action": actions})["action"]
+    mean, std = (torch.as_tensor(stats["action"][s], dtype=torch.float32) for s in ("mean", "std"))
+    torch.testing.assert_close(normed, (actions - mean) / std, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(post2(normed), actions, rtol=1e-5, atol=1e-4)
+    # And the reloaded policy acts exactly like the saved one.
     eps = noise(B, T, A_MAX, seed=5)
     policy.reset()
     a1 = post(policy.predict_action_chunk(pre(raw_batch()), noise=eps))

@@ -1,7 +1,8 @@
 """`lekiwi-drift teleop --record` against the lockstep sim with the scripted teleoperator: the dataset
 opens with LeRobotDataset, frame counts match, videos decode, features fit `smolvla_drift`, a few
-training steps run on it; a recording killed mid-episode (a real SIGKILL) keeps its completed episodes,
-and `--resume` appends to it; a save cut short is rolled back; Ctrl-C finalizes."""
+training steps run on it; a real-time recording counts the frames its overruns drop; a recording killed
+mid-episode (a real SIGKILL) keeps its completed episodes, and `--resume` appends to it; a save cut short is
+rolled back; Ctrl-C finalizes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import io
+import itertools
 import json
 import shutil
 import signal
@@ -47,7 +50,9 @@ def test_record_three_episodes_then_train(tmp_path, tiny_vlm_dir, capsys):
     root = tmp_path / "demos"
     assert main(teleop_argv(root, 3, 2.0)) == 0
     out = capsys.readouterr().out
-    assert "episode 3/3: saved 60 frames" in out and "frames" in out and "dropped 0" in out
+    # (No "dropped" claim here: a lockstep sim waits for every tick, so nothing can drop by construction.
+    # test_realtime_recording_counts_every_dropped_frame makes frames drop and checks the count.)
+    assert "episode 3/3: saved 60 frames" in out
 
     ds = open_dataset(root)
     assert ds.num_episodes == 3 and ds.num_frames == 180 and ds.fps == 30
@@ -86,6 +91,62 @@ def test_record_three_episodes_then_train(tmp_path, tiny_vlm_dir, capsys):
     config = load_config(run, vlm_dir=tiny_vlm_dir)
     check_features(config, ds.features)
     check_features(config, robot_features(list(CAMS)))
+
+
+class SeqSpy:
+    """The link as the session sees it, keeping the `seq` of every observation `latest()` handed out."""
+
+    def __init__(self, link):
+        self.link = link
+        self.seqs: list[int | None] = []
+
+    def latest(self):
+        obs = self.link.latest()
+        self.seqs.append(obs.seq)
+        return obs
+
+    def __getattr__(self, name):
+        return getattr(self.link, name)
+
+
+def test_realtime_recording_counts_every_dropped_frame(tmp_path):
+    """Real time, every 10th action takes 100 ms (a slow leader-arm read): the slots the loop loses get no
+    frame and count as dropped, as does each frame recorded from an observation it already recorded."""
+    from lekiwi_drift.config.robot import load_config
+    from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.record.recorder import EpisodeRecorder, RecorderConfig
+    from lekiwi_drift.robots.features import BASE_KEYS
+    from lekiwi_drift.sim.local import start_local_sim_host
+    from lekiwi_drift.teleop.session import SessionConfig, TeleopSession
+
+    class StallingSource:
+        calls = 0
+
+        def action(self, obs):
+            self.calls += 1
+            if self.calls % 10 == 0:
+                time.sleep(0.1)  # at least two 33 ms slots lost
+            return {**dict(zip(STATE_KEYS, map(float, obs.state))), **{k: 0.0 for k in BASE_KEYS}}
+
+    root = tmp_path / "realtime"
+    with start_local_sim_host(load_config(), clock="realtime", size=SIZE) as local, RobotLink(local.config) as link:
+        obs = link.connect()
+        rec = EpisodeRecorder(RecorderConfig(root=root, task=TASK), {c: obs.images[c].shape[:2] for c in CAMS})
+        rec.open()
+        spy = SeqSpy(link)
+        session = TeleopSession(SessionConfig(sim=True, episodes=1, episode_time_s=1.5), spy, StallingSource(),
+                                recorder=rec, out=io.StringIO())
+        try:
+            session.run()
+        finally:
+            rec.close()
+    k, slots = session.counters, 45
+    assert k.skipped_ticks >= 2 and k.overruns >= 1
+    assert session.result.saved == [k.frames] and k.frames == k.ticks == open_dataset(root).num_frames
+    assert k.frames + k.skipped_ticks >= slots  # every slot of the 1.5 s has a frame or is counted lost
+    seqs = spy.seqs[-k.ticks:]  # the episode's ticks are the session's last `latest()` calls, one each
+    repeats = sum(a == b for a, b in itertools.pairwise(seqs))
+    assert k.dropped == k.skipped_ticks + repeats
 
 
 def _wait_line(proc, needle: str, timeout_s: float) -> list[str]:

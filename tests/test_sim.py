@@ -14,15 +14,15 @@ import pytest
 
 from lekiwi_drift.robots.base import HostedRobot
 from lekiwi_drift.robots.features import JOINT_LIMITS_DEG, STATE_KEYS
-from lekiwi_drift.sim import kinematics
+from lekiwi_drift.sim import gl, kinematics
 from lekiwi_drift.sim.config import ITEMS, SimConfig
 from lekiwi_drift.sim.evaluate import run_episode
 from lekiwi_drift.sim.expert import ScriptedExpert
-from lekiwi_drift.sim.model import GEOM, ITEM_SPECS
-from lekiwi_drift.sim import gl
 from lekiwi_drift.sim.gl import SimGLError
+from lekiwi_drift.sim.model import GEOM, ITEM_SPECS
 from lekiwi_drift.sim.render import CameraRig
 from lekiwi_drift.sim.robot import SimLeKiwi
+from lekiwi_drift.sim.task import HOLD_S, TaskStatus
 from lekiwi_drift.sim.world import HOME_ACTION, SimWorld
 
 SMALL = {"width": 96, "height": 72}
@@ -161,13 +161,29 @@ def test_success_needs_item_in_basket_released_and_at_rest():
 
 
 def test_no_success_while_the_fingers_still_hold_it():
+    """The "released" condition alone fails: the expert lowers the tin into the basket and the fingers stay
+    closed on it, still, for twice the rest time: in the basket and at rest, but held, so no success. Then
+    they open, and success follows once the tin has rested for HOLD_S."""
     sim = _sim(item="matcha_tin", seed=3, render=False)
     expert = ScriptedExpert(sim)
     try:
         while expert.phase != "release":
-            sim.send_action(expert.act())
+            held = expert.act()  # the last one: `lower` reached the basket floor, fingers closed
+            sim.send_action(held)
             assert not sim.task.success
-        assert sim.task.status.in_basket
+        assert held["arm_gripper.pos"] == 0.0
+        hold_ticks = round(2 * HOLD_S * 30)
+        for _ in range(30):  # let the arm settle on its last target
+            sim.send_action(held)
+        for _ in range(hold_ticks):
+            sim.send_action(held)
+            assert sim.task.status == TaskStatus(in_basket=True, released=False, at_rest=True, success=False)
+        ticks = 0
+        while not sim.task.success and ticks < 90:
+            sim.send_action(held | {"arm_gripper.pos": 100.0})  # open the fingers, nothing else moves
+            ticks += 1
+        assert sim.task.success and sim.task.status.released
+        assert ticks >= round(HOLD_S * 30)  # it had to rest for 0.5 s after being let go
     finally:
         sim.disconnect()
 

@@ -2,20 +2,25 @@
 
 It stands in for the hardware only (serial bus and USB cameras), so the host, the client and the
 whole wire run for real in tests and demos. It also fits LeRobot's stock host loop (`cameras`,
-`stop_base`), which lets tests serve a stock `LeKiwiClient` from LeRobot's own host code.
+`stop_base`), which lets tests serve a stock `LeKiwiClient` from LeRobot's own host code. Base stops and
+the torque release are logged at debug level with the fake's clock, so a test can see them happen inside
+a host process (`lekiwi-drift -v host --robot fake`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-import zlib
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from lekiwi_drift.robots.features import ARM_KEYS, BASE_KEYS, JOINT_LIMITS_DEG, STATE_KEYS, STOP_BASE
+
+log = logging.getLogger(__name__)
 
 CAMERA_TINTS = {"front": (200, 90, 40), "wrist": (40, 160, 90), "top": (60, 80, 200)}
 
@@ -101,12 +106,15 @@ class FakeLeKiwi:
     def stop_base(self) -> None:
         with self._lock:
             self._base = dict(STOP_BASE)
-            self.events.base_stops.append(self.clock())
+            t = self.clock()
+            self.events.base_stops.append(t)
+        log.debug("fake robot: base stopped (clock %.6f)", t)
 
     def disconnect(self) -> None:
         self.stop_base()
         if self.config.release_on_exit:
             self.torque_enabled = False
+            log.debug("fake robot: torque released (clock %.6f)", self.clock())
         self.is_connected = False
 
     # -- test hooks ------------------------------------------------------------------------------
