@@ -23,10 +23,18 @@ def loopback_config(tmp_path: Path, size=(160, 120), **host_overrides) -> tuple[
     cmd, obs = free_loopback_ports(2)
     w, h = size
     data = {
-        "cameras": [{"name": n, "device": f"/dev/video{i}", "width": w, "height": h} for i, n in
-                    enumerate(("front", "wrist", "top"))],
-        "host": {"address": "127.0.0.1", "bind": "127.0.0.1", "port_cmd": cmd, "port_obs": obs,
-                 "connect_timeout_s": 3, **host_overrides},
+        "cameras": [
+            {"name": n, "device": f"/dev/video{i}", "width": w, "height": h}
+            for i, n in enumerate(("front", "wrist", "top"))
+        ],
+        "host": {
+            "address": "127.0.0.1",
+            "bind": "127.0.0.1",
+            "port_cmd": cmd,
+            "port_obs": obs,
+            "connect_timeout_s": 3,
+            **host_overrides,
+        },
     }
     path = tmp_path / f"lekiwi-{cmd}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -59,9 +67,22 @@ def start_host_process(config_path: Path, *extra: str, verbose: bool = False) ->
     torque release, robots/fake.py)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "lekiwi_drift.cli.main", *(["-v"] if verbose else []), "host", "--robot", "fake",
-         "--config", str(config_path), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "lekiwi_drift.cli.main",
+            *(["-v"] if verbose else []),
+            "host",
+            "--robot",
+            "fake",
+            "--config",
+            str(config_path),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 

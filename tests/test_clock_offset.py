@@ -43,7 +43,7 @@ def test_constant_offset_with_jitter_reads_the_offset_less_the_smallest_delay():
     offsets = feed(clock, captures, delays, skew=7200.0)
     for i, (c, d, off) in enumerate(zip(captures, delays, offsets)):
         # The window always holds the newest 60 samples and never more than all of them so far.
-        d_all, d_recent = delays[: i + 1].min(), delays[max(0, i - 59): i + 1].min()
+        d_all, d_recent = delays[: i + 1].min(), delays[max(0, i - 59) : i + 1].min()
         assert d_all - 1e-6 <= 7200.0 - off <= d_recent + 1e-6
         now = c + d + 0.1  # 100 ms after receipt
         age = observation_age(now, c + d, c + 7200.0, off)
@@ -62,10 +62,9 @@ def test_forward_step_is_followed_at_once_backward_step_reads_old_until_the_wind
     assert offsets[i_fwd - 1] == pytest.approx(-30.003)
     assert offsets[i_fwd] == pytest.approx(-0.003)  # the first observation after a forward step
     # Backward: the estimate stays too high (ages read too old: the stale guard holds the robot)...
-    stuck = offsets[i_back: i_back + 145]
+    stuck = offsets[i_back : i_back + 145]
     assert all(o == pytest.approx(-0.003) for o in stuck)
-    age = observation_age(captures[i_back] + 0.1, captures[i_back] + 0.003, captures[i_back] - 60.0,
-                          offsets[i_back])
+    age = observation_age(captures[i_back] + 0.1, captures[i_back] + 0.003, captures[i_back] - 60.0, offsets[i_back])
     assert age > 59.0
     # ... and follows once the pre-step samples left the window (5 s, 150 samples).
     assert offsets[i_back + 155] == pytest.approx(-60.003)
@@ -198,7 +197,7 @@ def test_stale_guard_stops_the_base_when_a_skewed_host_pauses(tmp_path, skew):
     assert len(runtime.seen) >= 3
     for t_obs, stamp in runtime.seen:
         capture_mono = stamp - skew - wall_minus_mono
-        assert -1e-3 <= t_obs - capture_mono < TOLERANCE_S, (t_obs - capture_mono)
+        assert -1e-3 <= t_obs - capture_mono < TOLERANCE_S, t_obs - capture_mono
 
 
 def test_host_clock_step_mid_run_is_followed(tmp_path):

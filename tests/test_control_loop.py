@@ -31,15 +31,18 @@ def test_shipped_presets_load():
     assert load_preset("drift1").keystone is False and load_preset("fm1").flow_steps == 1
 
 
-@pytest.mark.parametrize(("text", "field"), [
-    ("checkpoint: x\nmode: fast\n", "mode"),
-    ("checkpoint: x\nkeystone_samples: 8\nsampler: flow\n", "keystone_samples"),
-    ("checkpoint: x\ncontrol_hz: true\n", "control_hz"),
-    ("checkpoint: x\nsafety: {max_joint_step_deg: -1}\n", "safety.max_joint_step_deg"),
-    ("checkpoint: x\nsafety: {max_linear_speed: 2.0}\n", "safety"),
-    ("checkpoint: x\ncamera: {front: front}\n", "unknown field"),
-    ("sampler: drift\n", "checkpoint"),
-])
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("checkpoint: x\nmode: fast\n", "mode"),
+        ("checkpoint: x\nkeystone_samples: 8\nsampler: flow\n", "keystone_samples"),
+        ("checkpoint: x\ncontrol_hz: true\n", "control_hz"),
+        ("checkpoint: x\nsafety: {max_joint_step_deg: -1}\n", "safety.max_joint_step_deg"),
+        ("checkpoint: x\nsafety: {max_linear_speed: 2.0}\n", "safety"),
+        ("checkpoint: x\ncamera: {front: front}\n", "unknown field"),
+        ("sampler: drift\n", "checkpoint"),
+    ],
+)
 def test_bad_preset_names_the_field(tmp_path, text, field):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -116,12 +119,15 @@ def test_async_triggers_at_latency_plus_margin():
     assert s.remaining(ticks / HZ) == 6
 
 
-@pytest.mark.parametrize(("typed", "expected"), [
-    (b" ", ["stop"]),
-    (b"\x1b", ["stop"]),  # a lone Esc: the e-stop once the terminal has been quiet for 50 ms
-    (b"\x1b[A\x1b[B\x1b[C\x1b[D\x1bOA", []),  # arrow keys start with ESC and are not the e-stop
-    (b"x\x1b[A q", ["stop", "quit"]),
-])
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        (b" ", ["stop"]),
+        (b"\x1b", ["stop"]),  # a lone Esc: the e-stop once the terminal has been quiet for 50 ms
+        (b"\x1b[A\x1b[B\x1b[C\x1b[D\x1bOA", []),  # arrow keys start with ESC and are not the e-stop
+        (b"x\x1b[A q", ["stop", "quit"]),
+    ],
+)
 def test_estop_keys_on_a_real_terminal(typed, expected):
     """Through a pseudo-terminal and the project's one key reader (teleop/terminal.py)."""
     import os
@@ -203,8 +209,9 @@ def test_loop_end_to_end_against_the_lockstep_sim(tiny_checkpoint, tiny_vlm_dir,
         try:
             link.request({"op": "reset", "item": "salt_bottle", "seed": 3})
             stepped = SteppedLink(link)
-            loop = ControlLoop(stepped, runtime, p, local.config, run_dir=tmp_path / "run",
-                               latency=LatencyProfile.parse("paper-gpu"))
+            loop = ControlLoop(
+                stepped, runtime, p, local.config, run_dir=tmp_path / "run", latency=LatencyProfile.parse("paper-gpu")
+            )
             result = loop.run_episode(max_time_s=2.0)
             loop.close()
         finally:

@@ -83,8 +83,14 @@ class StallingLink(ScriptedLink):
     """A ScriptedLink whose `latest()` (call `stall_at` of the episode) or every `send_every`-th send of a
     moving command sleeps: the loop overruns."""
 
-    def __init__(self, stall_at: int | None = None, stall_s: float = 0.5, send_every: int | None = None,
-                 send_sleep_s: float = 0.0, clock: TickClock | None = None):
+    def __init__(
+        self,
+        stall_at: int | None = None,
+        stall_s: float = 0.5,
+        send_every: int | None = None,
+        send_sleep_s: float = 0.0,
+        clock: TickClock | None = None,
+    ):
         super().__init__(clock=clock)
         self.stall_at, self.stall_s = stall_at, stall_s
         self.send_every, self.send_sleep_s = send_every, send_sleep_s
@@ -154,8 +160,7 @@ def moving(cmd: dict) -> bool:
 def executed(link: ScriptedLink) -> list[tuple[int, int, float | None]]:
     """(chunk, slot, the tick's `now`) of every policy action the link received, in order (holds and
     stall ticks stop the base; every policy action drives it)."""
-    return [(round(cmd[CHUNK_JOINT]), round(cmd[SLOT_JOINT]), now)
-            for _, cmd, now in link.sent if moving(cmd)]
+    return [(round(cmd[CHUNK_JOINT]), round(cmd[SLOT_JOINT]), now) for _, cmd, now in link.sent if moving(cmd)]
 
 
 def tick_clocked(monkeypatch, link_cls: type[ScriptedLink] = ScriptedLink, **link_kw) -> ScriptedLink:
@@ -165,8 +170,9 @@ def tick_clocked(monkeypatch, link_cls: type[ScriptedLink] = ScriptedLink, **lin
     return link_cls(clock=clock, **link_kw)
 
 
-def two_seconds(monkeypatch, mode: str, link_cls: type[ScriptedLink] = ScriptedLink, delay_s: float = 0.03,
-                **link_kw) -> tuple[ScriptedLink, ScriptedRuntime, EpisodeResult, list]:
+def two_seconds(
+    monkeypatch, mode: str, link_cls: type[ScriptedLink] = ScriptedLink, delay_s: float = 0.03, **link_kw
+) -> tuple[ScriptedLink, ScriptedRuntime, EpisodeResult, list]:
     """One 2 s episode against a tick-clocked link: (link, runtime, result, statuses)."""
     link = tick_clocked(monkeypatch, link_cls, **link_kw)
     runtime = ScriptedRuntime(delay_s=delay_s)
@@ -203,7 +209,7 @@ def assert_sync_executes_every_slot_in_order(link: ScriptedLink, n: int = Script
     chunks = sorted({c for c, _ in got})
     assert chunks == list(range(len(chunks))) and len(chunks) >= 2
     expected = [(c, i) for c in chunks for i in range(n)]
-    assert got == expected[:len(got)] and len(got) > n * (len(chunks) - 1), got
+    assert got == expected[: len(got)] and len(got) > n * (len(chunks) - 1), got
 
 
 def test_stale_observation_stops_the_base_within_one_tick():
@@ -278,8 +284,8 @@ def test_sync_loop_stalls_while_inferring(monkeypatch):
 
 
 def test_a_stall_shows_as_lateness_overrun_and_skipped_ticks(monkeypatch):
-    link, runtime, result, statuses = two_seconds(monkeypatch, "async", StallingLink,
-                                                  stall_at=20, stall_s=0.5)  # one 0.5 s stall, ~0.6 s in
+    # One 0.5 s stall, ~0.6 s into the episode.
+    link, runtime, result, statuses = two_seconds(monkeypatch, "async", StallingLink, stall_at=20, stall_s=0.5)
     t = result.telemetry
     assert result.outcome == "timeout"
     assert t["lateness_ms_max"] >= 400 and t["overrun_max_ms"] >= 400
@@ -329,5 +335,11 @@ def test_boundary_jump_recorded_per_replan(tmp_path, mode):
     chunk_ids = [r["chunk"] for r in jumps]
     assert chunk_ids[0] >= 1 and chunk_ids == sorted(set(chunk_ids))
     episode = records[-1]
-    assert episode["kind"] == "episode" and {"late_actions", "skipped_actions", "overruns", "skipped_ticks",
-                                             "lateness_ms_p99", "boundary_jump_arm_deg_max"} <= set(episode)
+    assert episode["kind"] == "episode" and {
+        "late_actions",
+        "skipped_actions",
+        "overruns",
+        "skipped_ticks",
+        "lateness_ms_p99",
+        "boundary_jump_arm_deg_max",
+    } <= set(episode)

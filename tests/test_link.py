@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from lekiwi_drift.link.client import LinkTimeout, RobotLink
-from lekiwi_drift.link.host import EXIT_READ_FAILURES, RobotHost
+from lekiwi_drift.link.host import EXIT_READ_FAILURES
 from lekiwi_drift.robots.features import STATE_KEYS
 from tests.link_helpers import fake_for, host_thread, loopback_config, start_host_process, wait_for_line
 from tests.malformed import bad_commands, bad_observations, observation

@@ -112,9 +112,11 @@ def test_lerobot_factory_resolves_our_type(tiny_vlm_dir):
 def test_lerobot_plugin_flag_registers_our_type_in_a_fresh_process():
     # What LeRobot's own scripts do with `--policy.discover_packages_path=lekiwi_drift.policy`: the
     # import alone registers the type; nothing else of ours runs first.
-    code = ("from lerobot.configs.parser import load_plugin; load_plugin('lekiwi_drift.policy'); "
-            "from lerobot.policies.factory import get_policy_class; "
-            "print(get_policy_class('smolvla_drift').__module__)")
+    code = (
+        "from lerobot.configs.parser import load_plugin; load_plugin('lekiwi_drift.policy'); "
+        "from lerobot.policies.factory import get_policy_class; "
+        "print(get_policy_class('smolvla_drift').__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("lekiwi_drift.policy.modeling_smolvla_drift")
@@ -128,14 +130,17 @@ def test_the_recorder_writes_the_image_keys_the_policy_reads():
     assert RECORDED == IMAGE_PREFIX == "observation.images."
 
 
-@pytest.mark.parametrize(("fields", "name"), [
-    ({"sampler": "ddim"}, "sampler"),
-    ({"flow_steps": 0}, "flow_steps"),
-    ({"keystone_samples": 0}, "keystone_samples"),
-    ({"keystone_samples": 8, "sampler": "flow"}, "keystone_samples"),
-    ({"keystone_samples": 4, "keystone_clusters": 5}, "keystone_clusters"),
-    ({"keystone_tau": -0.1}, "keystone_tau"),
-])
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"sampler": "ddim"}, "sampler"),
+        ({"flow_steps": 0}, "flow_steps"),
+        ({"keystone_samples": 0}, "keystone_samples"),
+        ({"keystone_samples": 8, "sampler": "flow"}, "keystone_samples"),
+        ({"keystone_samples": 4, "keystone_clusters": 5}, "keystone_clusters"),
+        ({"keystone_tau": -0.1}, "keystone_tau"),
+    ],
+)
 def test_preset_and_config_apply_the_same_sampler_rules(tmp_path, fields, name):
     from lekiwi_drift.config.robot import ConfigError
     from lekiwi_drift.control.preset import load_preset
@@ -282,8 +287,9 @@ def test_save_load_round_trip_carries_the_normalisation_stats(tiny_policy, tiny_
     pre, post = make_pre_post_processors(policy.config, dataset_stats=stats)
     for part in (policy, pre, post):
         part.save_pretrained(tmp_path / "ckpt")
-    loaded, pre2, post2 = load_policy(tmp_path / "ckpt", robot_features=robot_features(list(CAMS)),
-                                      vlm_dir=tiny_vlm_dir)
+    loaded, pre2, post2 = load_policy(
+        tmp_path / "ckpt", robot_features=robot_features(list(CAMS)), vlm_dir=tiny_vlm_dir
+    )
     [norm] = [step for step in pre2.steps if isinstance(step, NormalizerProcessorStep)]
     [unnorm] = [step for step in post2.steps if isinstance(step, UnnormalizerProcessorStep)]
     for step, keys in ((norm, ("observation.state", "action")), (unnorm, ("action",))):

@@ -33,8 +33,24 @@ TASK = "pick the salt bottle and put it in the basket"
 
 
 def teleop_argv(root: Path, episodes: int, episode_time: float, *extra: str) -> list[str]:
-    return ["teleop", "--sim", "--clock", "lockstep", "--size", SIZE, "--no-keyboard", "--record", str(root),
-            "--episodes", str(episodes), "--episode-time", str(episode_time), "--task", TASK, *extra]
+    return [
+        "teleop",
+        "--sim",
+        "--clock",
+        "lockstep",
+        "--size",
+        SIZE,
+        "--no-keyboard",
+        "--record",
+        str(root),
+        "--episodes",
+        str(episodes),
+        "--episode-time",
+        str(episode_time),
+        "--task",
+        TASK,
+        *extra,
+    ]
 
 
 def open_dataset(root: Path):
@@ -84,9 +100,28 @@ def test_record_three_episodes_then_train(tmp_path, tiny_vlm_dir, capsys):
 
     # The features are what a smolvla_drift policy for this robot expects, and training runs on it.
     run = tmp_path / "run"
-    argv = ["train", "--objective", "drift", "--dataset", str(root), "--output", str(run), "--steps", "2",
-            "--batch-size", "4", "--tiny", "--vlm-dir", str(tiny_vlm_dir), "--num-workers", "0",
-            "--device", "cpu", "--", "--policy.drift_samples=4"]
+    argv = [
+        "train",
+        "--objective",
+        "drift",
+        "--dataset",
+        str(root),
+        "--output",
+        str(run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--tiny",
+        "--vlm-dir",
+        str(tiny_vlm_dir),
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--",
+        "--policy.drift_samples=4",
+    ]
     assert main(argv) == 0
     config = load_config(run, vlm_dir=tiny_vlm_dir)
     check_features(config, ds.features)
@@ -134,8 +169,13 @@ def test_realtime_recording_counts_every_dropped_frame(tmp_path):
         rec = EpisodeRecorder(RecorderConfig(root=root, task=TASK), {c: obs.images[c].shape[:2] for c in CAMS})
         rec.open()
         spy = SeqSpy(link)
-        session = TeleopSession(SessionConfig(sim=True, episodes=1, episode_time_s=1.5), spy, StallingSource(),
-                                recorder=rec, out=io.StringIO())
+        session = TeleopSession(
+            SessionConfig(sim=True, episodes=1, episode_time_s=1.5),
+            spy,
+            StallingSource(),
+            recorder=rec,
+            out=io.StringIO(),
+        )
         try:
             session.run()
         finally:
@@ -144,7 +184,7 @@ def test_realtime_recording_counts_every_dropped_frame(tmp_path):
     assert k.skipped_ticks >= 2 and k.overruns >= 1
     assert session.result.saved == [k.frames] and k.frames == k.ticks == open_dataset(root).num_frames
     assert k.frames + k.skipped_ticks >= slots  # every slot of the 1.5 s has a frame or is counted lost
-    seqs = spy.seqs[-k.ticks:]  # the episode's ticks are the session's last `latest()` calls, one each
+    seqs = spy.seqs[-k.ticks :]  # the episode's ticks are the session's last `latest()` calls, one each
     repeats = sum(a == b for a, b in itertools.pairwise(seqs))
     assert k.dropped == k.skipped_ticks + repeats
 
@@ -166,8 +206,9 @@ def _wait_line(proc, needle: str, timeout_s: float) -> list[str]:
 def test_sigkill_mid_episode_keeps_completed_episodes_and_resume_appends(tmp_path):
     root = tmp_path / "killed"
     argv = [sys.executable, "-m", "lekiwi_drift.cli.main", *teleop_argv(root, 5, 3.0)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
         _wait_line(proc, "episode 1/5: saved 90 frames", 120)
         _wait_line(proc, "episode 2/5 | REC", 30)  # recording frames of episode 2 now
@@ -205,8 +246,11 @@ def test_save_cut_short_is_rolled_back(tmp_path):
 
     def frames(n):
         for _ in range(n):
-            rec.add(rng.standard_normal(9), {c: rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for c in CAMS},
-                    rng.standard_normal(9))
+            rec.add(
+                rng.standard_normal(9),
+                {c: rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for c in CAMS},
+                rng.standard_normal(9),
+            )
 
     frames(10)
     assert rec.save_episode() == 10
@@ -257,8 +301,14 @@ def test_ctrl_c_mid_episode_finalizes(tmp_path):
         obs = link.connect()
         rec = EpisodeRecorder(RecorderConfig(root=root, task=TASK), {c: obs.images[c].shape[:2] for c in CAMS})
         rec.open()
-        session = TeleopSession(SessionConfig(lockstep=True, sim=True, episodes=3, episode_time_s=2.0), link,
-                                ScriptedSource(), keyboard=Keys(), recorder=rec, out=open(os.devnull, "w"))
+        session = TeleopSession(
+            SessionConfig(lockstep=True, sim=True, episodes=3, episode_time_s=2.0),
+            link,
+            ScriptedSource(),
+            keyboard=Keys(),
+            recorder=rec,
+            out=open(os.devnull, "w"),
+        )
         with pytest.raises(KeyboardInterrupt):
             try:
                 session.run()

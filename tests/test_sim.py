@@ -130,9 +130,9 @@ def _drop_into_basket(world: SimWorld, name: str, vel: float = 0.0) -> None:
     adr = world.model.jnt_qposadr[world.model.joint(name).id]
     dadr = world.model.jnt_dofadr[world.model.joint(name).id]
     b = world.basket_pos()
-    world.data.qpos[adr:adr + 3] = (b[0], b[1], b[2] + GEOM.basket_floor + ITEM_SPECS[name].height / 2 + 0.002)
-    world.data.qpos[adr + 3:adr + 7] = (1, 0, 0, 0)
-    world.data.qvel[dadr:dadr + 6] = 0.0
+    world.data.qpos[adr : adr + 3] = (b[0], b[1], b[2] + GEOM.basket_floor + ITEM_SPECS[name].height / 2 + 0.002)
+    world.data.qpos[adr + 3 : adr + 7] = (1, 0, 0, 0)
+    world.data.qvel[dadr : dadr + 6] = 0.0
     world.data.qvel[dadr + 5] = vel  # a spin keeps it "not at rest" for a while
     mujoco.mj_forward(world.model, world.data)
 
