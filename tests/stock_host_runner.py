@@ -20,7 +20,11 @@ class FakeHardwareLeKiwi(FakeLeKiwi):
 if __name__ == "__main__":
     port_cmd, port_obs, seconds = sys.argv[1:4]
     lekiwi_host.LeKiwi = FakeHardwareLeKiwi
-    sys.argv = [sys.argv[0], f"--host.port_zmq_cmd={port_cmd}", f"--host.port_zmq_observations={port_obs}",
-                f"--host.connection_time_s={seconds}"]
+    sys.argv = [
+        sys.argv[0],
+        f"--host.port_zmq_cmd={port_cmd}",
+        f"--host.port_zmq_observations={port_obs}",
+        f"--host.connection_time_s={seconds}",
+    ]
     print("stock host starting", flush=True)
     lekiwi_host.main()

@@ -32,7 +32,9 @@ def test_stock_baseline_shares_our_weights_and_matches_fm10(tiny_pair):
     ours_sd, stock_sd = ours.state_dict(), stock.state_dict()
     assert ours_sd.keys() == stock_sd.keys()
     assert all(ours_sd[k].data_ptr() == stock_sd[k].data_ptr() for k in ours_sd)
-    noise = torch.randn(1, ours.config.chunk_size, ours.config.max_action_dim, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(
+        1, ours.config.chunk_size, ours.config.max_action_dim, generator=torch.Generator().manual_seed(0)
+    )
     ours.config.sampler, ours.config.flow_steps, ours.config.keystone_samples = "flow", 10, 1
     ours.config.validate()
     stock.config.num_steps = 10
@@ -45,11 +47,14 @@ def test_stock_baseline_shares_our_weights_and_matches_fm10(tiny_pair):
 
 def test_batched_vision_keeps_outputs(tiny_pair):
     ours, _, batch = tiny_pair
-    noise = torch.randn(1, ours.config.chunk_size, ours.config.max_action_dim, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(
+        1, ours.config.chunk_size, ours.config.max_action_dim, generator=torch.Generator().manual_seed(1)
+    )
     calls = []
     vision = ours.model.vlm_with_expert.get_vlm_model().vision_model
-    hook = vision.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["pixel_values"].shape[0]),
-                                        with_kwargs=True)
+    hook = vision.register_forward_hook(
+        lambda module, args, kwargs, out: calls.append(kwargs["pixel_values"].shape[0]), with_kwargs=True
+    )
     try:
         ours.config.batch_vision = False
         plain = ours.predict_action_chunk(dict(batch), noise=noise)
@@ -90,12 +95,33 @@ def test_bench_runs_end_to_end_with_every_variant(tiny_vlm_dir, tmp_path, capsys
     latency.add_arguments(parser)
     # --no-memory: the per-variant memory processes are tested on their own below (each one imports
     # torch and LeRobot and builds the model again, minutes for all seven on a loaded 2-core box).
-    args = parser.parse_args(["--tiny", "--rounds", "1", "--warmup", "1", "--threads", "1", "--no-memory",
-                              "--vlm-dir", str(tiny_vlm_dir), "--out", str(tmp_path)])
+    args = parser.parse_args(
+        [
+            "--tiny",
+            "--rounds",
+            "1",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--no-memory",
+            "--vlm-dir",
+            str(tiny_vlm_dir),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert latency.run(args) == 0
     out = capsys.readouterr().out
-    for label in ("ours drift-1", "ours FM-10", "ours FM-1", "ours drift+KS K=8", "ours drift+KS K=8, stock pass",
-                  "LeRobot FM-10", "LeRobot FM-1"):
+    for label in (
+        "ours drift-1",
+        "ours FM-10",
+        "ours FM-1",
+        "ours drift+KS K=8",
+        "ours drift+KS K=8, stock pass",
+        "LeRobot FM-10",
+        "LeRobot FM-1",
+    ):
         assert f"| {label} |" in out
     # The shared-prefix pass is checked against SmolVLA's stock pass before timing.
     assert "outputs, shared vs stock pass, drift K=8 candidates: max |diff|" in out and "(met;" in out
@@ -131,22 +157,35 @@ def test_cpu_memory_runs_a_variant_in_its_own_process(tiny_vlm_dir):
     from lekiwi_drift.bench import latency
 
     v = next(v for v in latency.variants(8, 4) if v["name"] == "drift+KS K=8")
-    settings = {"vlm_dir": str(tiny_vlm_dir), "tiny": True, "cameras": 3, "height": 64, "width": 64,
-                "dtype": "float32", "threads": 1, "batch_vision": True, "compile": False}
+    settings = {
+        "vlm_dir": str(tiny_vlm_dir),
+        "tiny": True,
+        "cameras": 3,
+        "height": 64,
+        "width": 64,
+        "dtype": "float32",
+        "threads": 1,
+        "batch_vision": True,
+        "compile": False,
+    }
     lines = []
     memory = latency.cpu_memory([v], settings, progress=lines.append)
     m = memory["drift+KS K=8"]
     assert 0 < m["work_mib"] < m["peak_mib"]
-    assert lines == [f"memory, own process: drift+KS K=8 peak RSS {m['peak_mib']:.0f} MiB "
-                     f"(+{m['work_mib']:.0f} over the built model)"]
+    assert lines == [
+        f"memory, own process: drift+KS K=8 peak RSS {m['peak_mib']:.0f} MiB "
+        f"(+{m['work_mib']:.0f} over the built model)"
+    ]
 
 
 def test_table_shows_each_variants_own_memory():
     from lekiwi_drift.bench.latency_report import format_table
 
     row = {"who": "ours", "total": 10.0, "min_total": 9.0, "prefix": 8.0, "expert": 1.0, "keystone": 0.0, "other": 1.0}
-    rows = {"drift-1": row | {"peak_mib": 900.0, "chunk_mib": 20.0},
-            "drift+KS K=8": row | {"peak_mib": 1010.0, "chunk_mib": 130.0}}
+    rows = {
+        "drift-1": row | {"peak_mib": 900.0, "chunk_mib": 20.0},
+        "drift+KS K=8": row | {"peak_mib": 1010.0, "chunk_mib": 130.0},
+    }
     table = format_table({"rows": rows, "meta": {"device": "cpu"}})
     assert "| peak RSS, own process (MiB) |" in table.splitlines()[0]
     assert table.splitlines()[2].endswith("| 900 (+20) |") and table.splitlines()[3].endswith("| 1010 (+130) |")

@@ -10,8 +10,17 @@ import torch
 from PIL import Image
 
 from lekiwi_drift.bench.toy_data import (
-    CHUNK, GRIPPER, LEFT, THETA_VEL, Y_VEL, chunk_modes, left_probability, sample_chunks, sample_contexts,
-    switch_steps)
+    CHUNK,
+    GRIPPER,
+    LEFT,
+    THETA_VEL,
+    Y_VEL,
+    chunk_modes,
+    left_probability,
+    sample_chunks,
+    sample_contexts,
+    switch_steps,
+)
 from lekiwi_drift.bench.toy_metrics import energy_distance, sample_metrics, wasserstein_1d
 
 
@@ -75,7 +84,8 @@ def test_sample_metrics_on_true_vs_true_and_on_a_collapsed_generator():
     collapsed = a.clone()
     collapsed[..., Y_VEL] = collapsed[..., Y_VEL].abs()
     collapsed[..., THETA_VEL] = -collapsed[..., THETA_VEL].abs() * torch.sign(
-        torch.sin(2 * torch.pi * torch.arange(CHUNK) / CHUNK))
+        torch.sin(2 * torch.pi * torch.arange(CHUNK) / CHUNK)
+    )
     collapsed[..., GRIPPER] = 100.0
     bad = sample_metrics(collapsed, a, ctx, std)
     assert bad["mode_weight_err"] > 0.4
@@ -112,8 +122,16 @@ def test_quick_study_runs_end_to_end(tmp_path, capsys):
     # Its speed ("--quick" is a < 30 s smoke run) is a benchmark figure, not a unit-test assertion.
     assert toy.run(parser.parse_args(["--quick", "--out", str(tmp_path)])) == 0
     out = capsys.readouterr().out
-    for row in ("true sampler", "drift-action_dim", "drift-chunk", "drift-timestep", "FM-10", "FM-1",
-                "drift-action_dim [bf16-guard]", "drift-action_dim [bf16-noguard]"):
+    for row in (
+        "true sampler",
+        "drift-action_dim",
+        "drift-chunk",
+        "drift-timestep",
+        "FM-10",
+        "FM-1",
+        "drift-action_dim [bf16-guard]",
+        "drift-action_dim [bf16-noguard]",
+    ):
         assert f"| {row} |" in out
     assert (tmp_path / "toy_results.json").stat().st_size > 0
     with Image.open(tmp_path / "toy_grouping_metrics.png") as img:  # matplotlib, fixed pixel sizes (charts.py)

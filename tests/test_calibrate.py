@@ -25,8 +25,7 @@ def test_file_names_agree_with_lerobot(tmp_path):
     from lekiwi_drift.teleop.leader import calibration_file, leader_config
 
     cfg = _cfg(tmp_path, id="kiwi7", leader_id="lead3")
-    follower = LeKiwi(LeKiwiConfig(id=cfg.id, calibration_dir=Path(cfg.calibration_dir), port="/dev/null",
-                                   cameras={}))
+    follower = LeKiwi(LeKiwiConfig(id=cfg.id, calibration_dir=Path(cfg.calibration_dir), port="/dev/null", cameras={}))
     leader = SO101Leader(leader_config(cfg))
     assert Path(follower.calibration_fpath) == calibration_file(cfg, "kiwi7") == tmp_path / "calibration/kiwi7.json"
     assert Path(leader.calibration_fpath) == calibration_file(cfg, "lead3") == tmp_path / "calibration/lead3.json"

@@ -32,21 +32,23 @@ def _reference_group(problems, temps):
         for g, a in problems:
             y = [g[i] for i in range(n_gen)] + [a]
             ys.append(y)
-            dists.append([[float(torch.linalg.vector_norm(g[i] - y[j])) for j in range(n_gen + 1)]
-                          for i in range(n_gen)])
+            dists.append(
+                [[float(torch.linalg.vector_norm(g[i] - y[j])) for j in range(n_gen + 1)] for i in range(n_gen)]
+            )
         s_bar = sum(sum(sum(row) for row in d) for d in dists) / (len(problems) * n_gen * (n_gen + 1))
         s = max(s_bar / math.sqrt(size), 1e-3)
         v_total = [torch.zeros(n_gen, size, dtype=torch.float64) for _ in problems]
         for tau in temps:
             forces = []
             for (g, _), d, y in zip(problems, dists, ys):
-                d_hat = [[d[i][j] / max(s_bar, 1e-3) + (100.0 if i == j else 0.0) for j in range(n_gen + 1)]
-                         for i in range(n_gen)]
+                d_hat = [
+                    [d[i][j] / max(s_bar, 1e-3) + (100.0 if i == j else 0.0) for j in range(n_gen + 1)]
+                    for i in range(n_gen)
+                ]
                 logits = [[-d_hat[i][j] / tau for j in range(n_gen + 1)] for i in range(n_gen)]
                 rows = [_softmax(logits[i]) for i in range(n_gen)]
                 cols = [_softmax([logits[i][j] for i in range(n_gen)]) for j in range(n_gen + 1)]
-                aff = [[math.sqrt(max(rows[i][j] * cols[j][i], 1e-6)) for j in range(n_gen + 1)]
-                       for i in range(n_gen)]
+                aff = [[math.sqrt(max(rows[i][j] * cols[j][i], 1e-6)) for j in range(n_gen + 1)] for i in range(n_gen)]
                 force = torch.zeros(n_gen, size, dtype=torch.float64)
                 for i in range(n_gen):
                     a_pos = aff[i][n_gen]

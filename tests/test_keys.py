@@ -18,8 +18,9 @@ ACTION = {k: 0.0 for k in STATE_KEYS} | {"arm_elbow_flex.pos": 40.0, "x.vel": 0.
 
 @pytest.fixture
 def keyed(tmp_path):
-    assert main(["keys", "--dir", str(tmp_path / "keys"), "--name", "host", "--name", "alice",
-                 "--name", "mallory"]) == 0
+    assert (
+        main(["keys", "--dir", str(tmp_path / "keys"), "--name", "host", "--name", "alice", "--name", "mallory"]) == 0
+    )
     k = tmp_path / "keys"
     host_cfg, _ = loopback_config(tmp_path)
     host_cfg.keys.host_secret = str(k / "host.key_secret")

@@ -16,7 +16,8 @@ import yaml
 
 pytest.importorskip("lerobot.datasets")
 
-from lekiwi_drift.control import parity, parity_checks as checks
+from lekiwi_drift.control import parity
+from lekiwi_drift.control import parity_checks as checks
 from lekiwi_drift.robots.features import STATE_KEYS
 
 
@@ -28,9 +29,25 @@ def small_dataset(tmp_path_factory):
     from lekiwi_drift.control.preset import load_preset
 
     root = tmp_path_factory.mktemp("parity") / "demos"
-    argv = ["teleop", "--sim", "--teleop", "scripted", "--clock", "lockstep", "--record", str(root),
-            "--episodes", "1", "--size", "128x96", "--episode-time", "3", "--no-keyboard",
-            "--task", load_preset("drift").task]
+    argv = [
+        "teleop",
+        "--sim",
+        "--teleop",
+        "scripted",
+        "--clock",
+        "lockstep",
+        "--record",
+        str(root),
+        "--episodes",
+        "1",
+        "--size",
+        "128x96",
+        "--episode-time",
+        "3",
+        "--no-keyboard",
+        "--task",
+        load_preset("drift").task,
+    ]
     assert main(argv) == 0
     return root
 
@@ -56,8 +73,9 @@ def test_shipped_drift_preset_passes(small_dataset, tmp_path, capsys):
     assert len(action["nmse"]) == len(STATE_KEYS) and all(math.isfinite(v) for v in action["nmse"])
 
     # Reproducible: the policy's noise is seeded, so a second run gives the same action error.
-    rc = main(["parity", "--policy", "drift", "--dataset", str(small_dataset), "--episodes", "0",
-               "--json", str(out_json)])
+    rc = main(
+        ["parity", "--policy", "drift", "--dataset", str(small_dataset), "--episodes", "0", "--json", str(out_json)]
+    )
     capsys.readouterr()
     assert rc == 0 and json.loads(out_json.read_text())["action"]["nmse"] == action["nmse"]
 
@@ -79,15 +97,12 @@ def test_swapped_cameras_are_flagged(small_dataset, tmp_path, capsys):
     swapped = tmp_path / "swapped.yaml"
     swapped.write_text(yaml.safe_dump(data))
 
-    rc = main(["parity", "--policy", str(swapped), "--dataset", str(small_dataset), "--no-actions",
-               "--every", "30"])
+    rc = main(["parity", "--policy", str(swapped), "--dataset", str(small_dataset), "--no-actions", "--every", "30"])
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "parity FAILED" in out and "camera keys swapped" in out
-    assert ("the deploy image for observation.images.wrist is the training image of observation.images.front"
-            in out)
-    assert ("the deploy image for observation.images.front is the training image of observation.images.wrist"
-            in out)
+    assert "the deploy image for observation.images.wrist is the training image of observation.images.front" in out
+    assert "the deploy image for observation.images.front is the training image of observation.images.wrist" in out
     assert "set `front: front`" in out  # the fix names the mapping to write
 
 
@@ -118,8 +133,9 @@ def test_cause_detection_on_synthetic_images():
 
     def cause(key, deploy):
         cands = checks.image_candidates(deploy, train)
-        return checks.diagnose_image(key, checks.mean_abs(deploy, train[key]), cands,
-                                     train[key].shape[-2:], deploy.shape[-2:])
+        return checks.diagnose_image(
+            key, checks.mean_abs(deploy, train[key]), cands, train[key].shape[-2:], deploy.shape[-2:]
+        )
 
     assert cause("observation.images.front", jpeg_like) is None
     swap = cause("observation.images.front", wrist)

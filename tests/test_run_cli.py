@@ -25,8 +25,22 @@ def test_run_without_a_robot_starts_the_sim(tmp_path, monkeypatch, capsys):
     from lekiwi_drift.cli.main import main
 
     monkeypatch.chdir(tmp_path)  # no ./lekiwi.yaml here
-    rc = main(["run", "--policy", "drift1", "--max-time", "1.5", "--episodes", "2", "--seed", "5",
-               "--mode", "sync", "--quiet"])
+    rc = main(
+        [
+            "run",
+            "--policy",
+            "drift1",
+            "--max-time",
+            "1.5",
+            "--episodes",
+            "2",
+            "--seed",
+            "5",
+            "--mode",
+            "sync",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "no robot configured" in out and "starting the simulated LeKiwi" in out

@@ -68,8 +68,10 @@ def test_hold_fixes_the_measured_pose_and_does_not_creep():
 
 
 def test_joint_limits_from_calibration(tmp_path):
-    calib = {m.removesuffix(".pos"): {"id": i + 1, "drive_mode": 0, "homing_offset": 0,
-                                      "range_min": 1000, "range_max": 3000} for i, m in enumerate(ARM_KEYS)}
+    calib = {
+        m.removesuffix(".pos"): {"id": i + 1, "drive_mode": 0, "homing_offset": 0, "range_min": 1000, "range_max": 3000}
+        for i, m in enumerate(ARM_KEYS)
+    }
     (tmp_path / "lekiwi.json").write_text(json.dumps(calib))
     lim = limits_from_calibration(tmp_path / "lekiwi.json")
     half = 1000 * 360 / 4095

@@ -110,8 +110,12 @@ class _Link:
 
         ramp = float(self.tick % 40)  # inside every joint's limits
         expert = {k: ramp for k in ARM_KEYS} | {"arm_gripper.pos": 0.0, "x.vel": 0.0, "y.vel": 0.0, "theta.vel": 0.0}
-        return Observation(state=np.zeros(9, np.float32), images={}, seq=self.tick,
-                           extras={"_expert": expert, "_success": False, "_sim_time": self.tick / 30})
+        return Observation(
+            state=np.zeros(9, np.float32),
+            images={},
+            seq=self.tick,
+            extras={"_expert": expert, "_success": False, "_sim_time": self.tick / 30},
+        )
 
     def latest(self):
         return self._obs()
@@ -147,8 +151,7 @@ def test_recorded_label_is_the_experts_action_and_the_robot_executes_the_perturb
     from lekiwi_drift.teleop.sources import ScriptedSource, action_vector
 
     link, rec = _Link(), _Recorder()
-    cfg = SessionConfig(lockstep=True, sim=True, episodes=1, episode_time_s=10.0, scene=0, expert_noise=1.0,
-                        seed=1000)
+    cfg = SessionConfig(lockstep=True, sim=True, episodes=1, episode_time_s=10.0, scene=0, expert_noise=1.0, seed=1000)
     TeleopSession(cfg, link, ScriptedSource(), recorder=rec, out=io.StringIO()).run()
     labels = np.stack(rec.actions)
     executed = np.stack([action_vector(a) for a in link.sent])

@@ -19,8 +19,10 @@ def runtime(tiny_checkpoint, tiny_vlm_dir):
     from lekiwi_drift.control.runtime import PolicyRuntime
 
     path = tiny_checkpoint / "session_preset.yaml"
-    path.write_text(f"checkpoint: {tiny_checkpoint / 'model'}\nvlm_dir: {tiny_vlm_dir}\nsim_size: 64x48\n"
-                    "mode: async\nend_on_success: false\n")
+    path.write_text(
+        f"checkpoint: {tiny_checkpoint / 'model'}\nvlm_dir: {tiny_vlm_dir}\nsim_size: 64x48\n"
+        "mode: async\nend_on_success: false\n"
+    )
     return PolicyRuntime.load(load_preset(path), load_config(None))
 
 
@@ -60,7 +62,7 @@ def test_one_estop_is_one_hold_then_nothing(runtime):
         time.sleep(0.3)  # anything still coming (a chunk in flight, a second hold) would arrive now
         assert result.outcome == "estop"
         n = stopped_at[0]
-        assert n > 10 and not all(is_hold(a) for a in spy.sent[:n - 1])  # the policy was driving before
+        assert n > 10 and not all(is_hold(a) for a in spy.sent[: n - 1])  # the policy was driving before
         assert is_hold(spy.sent[n - 1])
         assert len(spy.sent) == n, f"{len(spy.sent) - n} command(s) after the e-stop's hold"
 
@@ -94,8 +96,9 @@ def test_sim_time_latency_needs_the_lockstep_sim():
 
 
 def test_lockstep_session_runs_scores_and_resets(runtime, tmp_path):
-    with RobotSession(load_config(None), sim=SimSpec(clock="lockstep", size="64x48"), latency="paper-gpu",
-                      run_dir=tmp_path) as session:
+    with RobotSession(
+        load_config(None), sim=SimSpec(clock="lockstep", size="64x48"), latency="paper-gpu", run_dir=tmp_path
+    ) as session:
         session.open()
         session.add_policy("tiny", runtime)
         reply = session.reset("salt_bottle", seed=4, scene=0)

@@ -54,8 +54,9 @@ def test_velocity_equals_the_stock_pass(tiny_vlm_dir, overrides, samples):
     assert torch.equal(fast, again)
 
 
-@pytest.mark.parametrize(("sampler", "extra"), [("flow", {"flow_steps": 10}),
-                                                ("drift", {"keystone_samples": 6, "keystone_clusters": 3})])
+@pytest.mark.parametrize(
+    ("sampler", "extra"), [("flow", {"flow_steps": 10}), ("drift", {"keystone_samples": 6, "keystone_clusters": 3})]
+)
 def test_chunks_equal_with_and_without_the_shared_prefix(tiny_vlm_dir, sampler, extra):
     policy = make_policy(tiny_vlm_dir, sampler=sampler, **extra).eval()
     pre, _ = processors(policy)
@@ -104,14 +105,19 @@ def test_real_time_chunking_guidance_runs_through_the_shared_pass(tiny_vlm_dir):
 
     chunks = {}
     for shared in (True, False):
-        policy = make_policy(tiny_vlm_dir, sampler="flow", flow_steps=10,
-                             rtc_config=RTCConfig(enabled=True, execution_horizon=5)).eval()
+        policy = make_policy(
+            tiny_vlm_dir, sampler="flow", flow_steps=10, rtc_config=RTCConfig(enabled=True, execution_horizon=5)
+        ).eval()
         policy.config.shared_prefix_expert = shared
         pre, _ = processors(policy)
         prev = noise(1, T, A_MAX, seed=9)
-        chunks[shared] = policy.predict_action_chunk(pre(raw_batch(bsize=1)), noise=noise(1, T, A_MAX),
-                                                     inference_delay=2, prev_chunk_left_over=prev,
-                                                     execution_horizon=5)
+        chunks[shared] = policy.predict_action_chunk(
+            pre(raw_batch(bsize=1)),
+            noise=noise(1, T, A_MAX),
+            inference_delay=2,
+            prev_chunk_left_over=prev,
+            execution_horizon=5,
+        )
     torch.testing.assert_close(chunks[True], chunks[False], **TOL)
     policy = make_policy(tiny_vlm_dir, sampler="flow", flow_steps=10).eval()  # the same, unguided
     plain = policy.predict_action_chunk(pre(raw_batch(bsize=1)), noise=noise(1, T, A_MAX))

@@ -53,8 +53,9 @@ class LockstepLink:
     def _obs(self) -> Observation:
         state = np.zeros(9, np.float32)
         state[PAN] = self.pan
-        return Observation(state=state, images={}, seq=self.tick, extras={"_clock": "lockstep", "_seed": 7,
-                                                                         "_success": False})
+        return Observation(
+            state=state, images={}, seq=self.tick, extras={"_clock": "lockstep", "_seed": 7, "_success": False}
+        )
 
     def latest(self):
         return self._obs()
@@ -148,8 +149,10 @@ def tiny_preset(tiny_checkpoint, tiny_vlm_dir):
 
     root = tiny_checkpoint
     path = root / "p.yaml"
-    path.write_text(f"checkpoint: {root / 'model'}\nvlm_dir: {tiny_vlm_dir}\nsim_size: 64x48\n"
-                    "keystone_samples: 4\nkeystone_clusters: 2\nend_on_success: false\n")
+    path.write_text(
+        f"checkpoint: {root / 'model'}\nvlm_dir: {tiny_vlm_dir}\nsim_size: 64x48\n"
+        "keystone_samples: 4\nkeystone_clusters: 2\nend_on_success: false\n"
+    )
     return load_preset(path)
 
 
@@ -170,8 +173,9 @@ def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
             link.connect()
             try:
                 link.request({"op": "reset", "item": "salt_bottle", "seed": 5, "scene": 0})
-                loop = ControlLoop(link, runtime, tiny_preset, local.config,
-                                   latency=LatencyProfile.parse("paper-laptop"))
+                loop = ControlLoop(
+                    link, runtime, tiny_preset, local.config, latency=LatencyProfile.parse("paper-laptop")
+                )
                 states = []
                 result = loop.run_episode(max_time_s=1.5, on_status=lambda st: None)
                 states.append(link.latest().state.round(4).tolist())
@@ -211,8 +215,7 @@ def test_rollout_video_marks_time_and_chunk_boundaries(tmp_path):
 
     link, runtime = CameraLink(), SlotRuntime()
     p = Preset(name="t", checkpoint="unused", mode="async")
-    loop = ControlLoop(link, runtime, p, latency=LatencyProfile.parse("100"),
-                       video=RolloutVideo(tmp_path, every=1))
+    loop = ControlLoop(link, runtime, p, latency=LatencyProfile.parse("100"), video=RolloutVideo(tmp_path, every=1))
     result = loop.run_episode(max_time_s=1.0)
     loop.close()
     path = result.telemetry["video"]

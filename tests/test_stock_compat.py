@@ -17,10 +17,14 @@ def stock_client(cfg):
     from lerobot.cameras.opencv import OpenCVCameraConfig
     from lerobot.robots.lekiwi import LeKiwiClient, LeKiwiClientConfig
 
-    cams = {c.name: OpenCVCameraConfig(index_or_path=c.device, width=c.width, height=c.height, fps=30)
-            for c in cfg.cameras}
-    return LeKiwiClient(LeKiwiClientConfig(remote_ip="127.0.0.1", port_zmq_cmd=cfg.host.port_cmd,
-                                           port_zmq_observations=cfg.host.port_obs, cameras=cams))
+    cams = {
+        c.name: OpenCVCameraConfig(index_or_path=c.device, width=c.width, height=c.height, fps=30) for c in cfg.cameras
+    }
+    return LeKiwiClient(
+        LeKiwiClientConfig(
+            remote_ip="127.0.0.1", port_zmq_cmd=cfg.host.port_cmd, port_zmq_observations=cfg.host.port_obs, cameras=cams
+        )
+    )
 
 
 def test_our_host_serves_a_stock_lekiwi_client(tmp_path):
@@ -54,9 +58,13 @@ def test_our_client_works_against_stock_lerobot_host(tmp_path):
     cfg, _ = loopback_config(tmp_path)
     # The stock host's default config has two cameras (front, wrist); our link expects what it is told.
     runner = Path(__file__).with_name("stock_host_runner.py")
-    proc = subprocess.Popen([sys.executable, str(runner), str(cfg.host.port_cmd), str(cfg.host.port_obs), "30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=Path(__file__).parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, str(runner), str(cfg.host.port_cmd), str(cfg.host.port_obs), "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     try:
         wait_for_line(proc, "stock host starting")
         with RobotLink(cfg, expected_cameras=["front", "wrist"]) as link:

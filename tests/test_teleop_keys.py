@@ -137,8 +137,7 @@ def test_latched_mode_and_speed_levels():
 
 def test_episode_commands_and_ctrl_c():
     s = kb.BaseKeys()
-    for e in (ev("right"), ev("n"), ev("left"), ev("b"), ev("esc"), ev("q"), ev("c", PRESS, "ctrl"),
-              ev("n", RELEASE)):
+    for e in (ev("right"), ev("n"), ev("left"), ev("b"), ev("esc"), ev("q"), ev("c", PRESS, "ctrl"), ev("n", RELEASE)):
         s.handle(e)
     assert list(s.commands) == [kb.NEXT, kb.NEXT, kb.RERECORD, kb.RERECORD, kb.STOP, kb.STOP, kb.INTERRUPT]
 
@@ -224,9 +223,17 @@ def test_not_a_terminal_means_no_keys(tmp_path):
 
 # -- safety clamp ------------------------------------------------------------------------------------
 def test_clamp_to_joint_limits_and_base_caps():
-    a = {"arm_shoulder_pan.pos": 500.0, "arm_shoulder_lift.pos": -500.0, "arm_elbow_flex.pos": 10.0,
-         "arm_wrist_flex.pos": 0.0, "arm_wrist_roll.pos": 170.0, "arm_gripper.pos": -5.0,
-         "x.vel": 1.0, "y.vel": -1.0, "theta.vel": 200.0}
+    a = {
+        "arm_shoulder_pan.pos": 500.0,
+        "arm_shoulder_lift.pos": -500.0,
+        "arm_elbow_flex.pos": 10.0,
+        "arm_wrist_flex.pos": 0.0,
+        "arm_wrist_roll.pos": 170.0,
+        "arm_gripper.pos": -5.0,
+        "x.vel": 1.0,
+        "y.vel": -1.0,
+        "theta.vel": 200.0,
+    }
     c = clamp_action(a)
     assert c["arm_shoulder_pan.pos"] == 110.0 and c["arm_shoulder_lift.pos"] == -100.0
     assert c["arm_elbow_flex.pos"] == 10.0 and c["arm_wrist_roll.pos"] == 160.0 and c["arm_gripper.pos"] == 0.0

@@ -57,16 +57,18 @@ def test_unreachable_host_and_missing_expert(tmp_path):
     config = tmp_path / "lekiwi.yaml"
     config.write_text(f"host: {{port_cmd: {port_cmd}, port_obs: {port_obs}, connect_timeout_s: 0.5}}\n")
     with pytest.raises(TeleopError, match=r"cannot reach the robot host.*lekiwi-drift host.*--sim"):
-        run_teleop(TeleopOptions(config=str(config), host="127.0.0.1", keyboard=False, max_time_s=0.1),
-                   out=io.StringIO())
+        run_teleop(
+            TeleopOptions(config=str(config), host="127.0.0.1", keyboard=False, max_time_s=0.1), out=io.StringIO()
+        )
 
     # A sim host started without --expert: scripted teleop says how to start it.
     with start_local_sim_host(load_config(), clock="lockstep", size="32x24", expert=False) as local:
-        config.write_text(f"host: {{port_cmd: {local.config.host.port_cmd}, "
-                          f"port_obs: {local.config.host.port_obs}}}\n")
+        config.write_text(f"host: {{port_cmd: {local.config.host.port_cmd}, port_obs: {local.config.host.port_obs}}}\n")
         with pytest.raises(SourceError, match=r"lekiwi-drift host --robot sim --expert"):
-            run_teleop(TeleopOptions(config=str(config), host="127.0.0.1", sim=True, keyboard=False,
-                                     max_time_s=0.1), out=io.StringIO())
+            run_teleop(
+                TeleopOptions(config=str(config), host="127.0.0.1", sim=True, keyboard=False, max_time_s=0.1),
+                out=io.StringIO(),
+            )
 
 
 def test_realtime_loop_shows_the_overruns_of_a_stalling_source():

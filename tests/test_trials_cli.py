@@ -69,10 +69,29 @@ def test_report_without_session_and_report_only_options_are_refused(capsys):
 def test_protocol_form_parses_as_before():
     from lekiwi_drift.cli.trials import run_report, run_tui
 
-    args = build_parser().parse_args(["trials", "salt_bottle_sim", "--sim", "--auto", "--headless", "--new",
-                                      "--video", "--latency", "measured", "--sessions-dir", "D"])
+    args = build_parser().parse_args(
+        [
+            "trials",
+            "salt_bottle_sim",
+            "--sim",
+            "--auto",
+            "--headless",
+            "--new",
+            "--video",
+            "--latency",
+            "measured",
+            "--sessions-dir",
+            "D",
+        ]
+    )
     assert (args.target, args.sim, args.auto, args.headless, args.new, args.video) == (
-        "salt_bottle_sim", True, True, True, True, True)
+        "salt_bottle_sim",
+        True,
+        True,
+        True,
+        True,
+        True,
+    )
     assert (args.latency, args.sessions_dir, args.action) == ("measured", "D", run_tui)
     args = build_parser().parse_args(["trials", "--sessions-dir", "D", "--resume", "S"])
     assert (args.target, args.resume, args.sessions_dir, args.action) == (None, "S", "D", run_tui)

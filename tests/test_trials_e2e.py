@@ -40,7 +40,8 @@ def _shipped_presets() -> dict[str, dict] | None:
             if data.get(key):
                 data[key] = str((REPO_POLICIES / data[key]).resolve())
         if not (Path(data["checkpoint"]) / "model.safetensors").is_file() and not any(
-                Path(data["checkpoint"]).glob("**/model.safetensors")):
+            Path(data["checkpoint"]).glob("**/model.safetensors")
+        ):
             return None
         out[name] = data | {"device": "cpu", "sim_size": "64x48"}
     return out
@@ -67,22 +68,45 @@ def tiny_project(tmp_path_factory, tiny_vlm_dir):
         ckpt = root / "policies" / "checkpoints" / "tiny"
         for part in (policy, pre, post):
             part.save_pretrained(ckpt)
-        presets = {name: {"checkpoint": "checkpoints/tiny", "vlm_dir": str(tiny_vlm_dir), "device": "cpu",
-                          "sim_size": "64x48", "mode": "async", **sampler} for name, sampler in PRESETS.items()}
+        presets = {
+            name: {
+                "checkpoint": "checkpoints/tiny",
+                "vlm_dir": str(tiny_vlm_dir),
+                "device": "cpu",
+                "sim_size": "64x48",
+                "mode": "async",
+                **sampler,
+            }
+            for name, sampler in PRESETS.items()
+        }
     for name, preset in presets.items():
         (root / "policies" / f"{name}.yaml").write_text(yaml.safe_dump(preset))
     (root / "trials").mkdir()
-    protocol = {"task": "pick up the salt bottle and place it in the basket", "item": "salt_bottle",
-                "policies": list(PRESETS), "trials_per_policy": 1, "seed": 2, "time_limit_s": 1.5,
-                "reset_countdown_s": 0, "scene_seed": 3, "jitter_seed": 7}
+    protocol = {
+        "task": "pick up the salt bottle and place it in the basket",
+        "item": "salt_bottle",
+        "policies": list(PRESETS),
+        "trials_per_policy": 1,
+        "seed": 2,
+        "time_limit_s": 1.5,
+        "reset_countdown_s": 0,
+        "scene_seed": 3,
+        "jitter_seed": 7,
+    }
     (root / "trials" / "tiny_salt.yaml").write_text(yaml.safe_dump(protocol))
     return root
 
 
 def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
     """Run the CLI in `root`; on a timeout kill it and fail with what it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "lekiwi_drift.cli.main", *args], cwd=root, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lekiwi_drift.cli.main", *args],
+        cwd=root,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -110,7 +134,11 @@ def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
             assert (r["reason"], r["loop_outcome"], r["auto_success"]) == (None, "success", 1)
         else:
             assert (r["outcome"], r["reason"], r["loop_outcome"], r["auto_success"]) == (
-                "timeout", "timeout", "timeout", 0)
+                "timeout",
+                "timeout",
+                "timeout",
+                0,
+            )
         # scene_seed holds the trial's reset seed: the jitter seed of block 0 on the protocol's scene 3
         assert r["scored_by"] == "auto" and r["scene_seed"] == 7 and r["order_seed"] == 2
         assert len(r["checkpoint_hash"]) >= 8

@@ -28,24 +28,30 @@ def protocol(**kw):
 # ---------------------------------------------------------------- statistics against published values
 
 
-@pytest.mark.parametrize(("k", "n", "low", "high"), [
-    (9, 10, 0.596, 0.982),  # Wilson 95 %: the paper's drift+KeyStone tally
-    (7, 10, 0.397, 0.892),
-    (3, 10, 0.108, 0.603),
-    (0, 10, 0.000, 0.278),
-    (10, 10, 0.722, 1.000),
-])
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    [
+        (9, 10, 0.596, 0.982),  # Wilson 95 %: the paper's drift+KeyStone tally
+        (7, 10, 0.397, 0.892),
+        (3, 10, 0.108, 0.603),
+        (0, 10, 0.000, 0.278),
+        (10, 10, 0.722, 1.000),
+    ],
+)
 def test_wilson_interval_matches_published_values(k, n, low, high):
     ci = wilson(k, n)
     assert ci.low == pytest.approx(low, abs=6e-4) and ci.high == pytest.approx(high, abs=6e-4)
 
 
-@pytest.mark.parametrize(("a", "b", "p"), [
-    ((9, 10), (3, 10), 0.0198),  # R: fisher.test(matrix(c(9,1,3,7), 2)) -> 0.01978
-    ((7, 10), (3, 10), 0.179),  # -> 0.1789
-    ((9, 10), (7, 10), 0.582),  # -> 0.5820
-    ((5, 10), (5, 10), 1.0),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "p"),
+    [
+        ((9, 10), (3, 10), 0.0198),  # R: fisher.test(matrix(c(9,1,3,7), 2)) -> 0.01978
+        ((7, 10), (3, 10), 0.179),  # -> 0.1789
+        ((9, 10), (7, 10), 0.582),  # -> 0.5820
+        ((5, 10), (5, 10), 1.0),
+    ],
+)
 def test_fisher_exact_matches_published_values(a, b, p):
     assert compare(*a, *b) == pytest.approx(p, abs=6e-4)
     assert compare(*b, *a) == pytest.approx(p, abs=6e-4)  # symmetric
@@ -66,18 +72,21 @@ def test_shipped_protocols_parse():
         assert p.trials_per_policy == 10 and p.order == "interleaved" and p.total_trials == 30
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"order": "random"}, "order"),
-    ({"item": "pepper"}, "item"),
-    ({"trials_per_policy": 0}, "trials_per_policy"),
-    ({"trials_per_policy": "ten"}, "trials_per_policy"),
-    ({"policies": []}, "policies"),
-    ({"policies": ["drift", "drift"]}, "policies"),
-    ({"time_limit_s": -1}, "time_limit_s"),
-    ({"blind": "yes"}, "blind"),
-    ({"failure_reasons": ["dropped"]}, "failure_reasons"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"order": "random"}, "order"),
+        ({"item": "pepper"}, "item"),
+        ({"trials_per_policy": 0}, "trials_per_policy"),
+        ({"trials_per_policy": "ten"}, "trials_per_policy"),
+        ({"policies": []}, "policies"),
+        ({"policies": ["drift", "drift"]}, "policies"),
+        ({"time_limit_s": -1}, "time_limit_s"),
+        ({"blind": "yes"}, "blind"),
+        ({"failure_reasons": ["dropped"]}, "failure_reasons"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_protocol_fields_are_named(change, field):
     with pytest.raises(ProtocolError, match=field):
         protocol(**change)
@@ -138,8 +147,12 @@ def test_scores_are_durable_and_undo_keeps_the_row(tmp_path):
     assert s.next_slot() == second and s.done == 1
     s.record(second, Verdict("timeout", "timeout"))
     rows = s.rows
-    assert [(r.outcome, r.live) for r in rows] == [("success", True), ("failure", False), ("aborted", False),
-                                                   ("timeout", True)]
+    assert [(r.outcome, r.live) for r in rows] == [
+        ("success", True),
+        ("failure", False),
+        ("aborted", False),
+        ("timeout", True),
+    ]
     assert rows[1].voided_at is not None and rows[1].notes == "slipped"
     t = {x.policy: x for x in s.tallies()}
     assert sum(x.n for x in t.values()) == 2 and t[second.policy].aborted == 1

@@ -27,8 +27,13 @@ def rows(db: Path) -> list[tuple]:
 
 
 def spawn(sessions: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.test_trials_resume", str(sessions)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.test_trials_resume", str(sessions)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_rows(db_dir: Path, n: int, proc: subprocess.Popen, timeout_s: float = 30.0) -> Path:
@@ -49,8 +54,13 @@ def test_kill_9_mid_session_then_resume(tmp_path):
     try:
         db = wait_rows(sessions, 3, first)
         # A second TUI on the same session is refused with a clear message (real CLI, same session).
-        second = subprocess.run([sys.executable, "-m", "lekiwi_drift.cli.main", "trials", "--resume", str(db)],
-                                cwd=REPO, capture_output=True, text=True, timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-m", "lekiwi_drift.cli.main", "trials", "--resume", str(db)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 3, second.stderr
         assert "already open in another" in second.stderr and str(first.pid) in second.stderr
         before = rows(db)
@@ -61,12 +71,12 @@ def test_kill_9_mid_session_then_resume(tmp_path):
         if first.poll() is None:
             first.kill()
     survived = rows(db)
-    assert survived[:len(before)] == before and 3 <= len(survived) < len(POLICIES) * PER_POLICY
+    assert survived[: len(before)] == before and 3 <= len(survived) < len(POLICIES) * PER_POLICY
     restart = spawn(sessions)
     out, _ = restart.communicate(timeout=60)
     assert restart.returncode == 0, out
     final = rows(db)
-    assert final[:len(survived)] == survived  # every trial scored before the kill is untouched
+    assert final[: len(survived)] == survived  # every trial scored before the kill is untouched
     live_slots = sorted(r[1] for r in final if r[5] is None and r[3] != "aborted")
     assert live_slots == list(range(len(POLICIES) * PER_POLICY))  # each trial scored exactly once
     assert len(list(sessions.glob("*.sqlite"))) == 1  # resumed, not restarted
@@ -80,9 +90,19 @@ def main(sessions_dir: str) -> int:
     from lekiwi_drift.trials.session import TrialSession
     from tests.test_trials_tui import FakeBackend
 
-    protocol = parse_protocol({"task": "pick up the salt bottle", "item": "salt_bottle", "policies": POLICIES,
-                               "trials_per_policy": PER_POLICY, "seed": 3, "reset_countdown_s": 0,
-                               "time_limit_s": 0.25}, "resume-test.yaml", default_name="resume_test")
+    protocol = parse_protocol(
+        {
+            "task": "pick up the salt bottle",
+            "item": "salt_bottle",
+            "policies": POLICIES,
+            "trials_per_policy": PER_POLICY,
+            "seed": 3,
+            "reset_countdown_s": 0,
+            "time_limit_s": 0.25,
+        },
+        "resume-test.yaml",
+        default_name="resume_test",
+    )
     found = TrialSession.find_unfinished(protocol.name, Path(sessions_dir))
     session = TrialSession.open(found) if found else TrialSession.create(protocol, Path(sessions_dir))
     ends = {p: [(0.15, "success", True)] * PER_POLICY for p in ("drift", "fm10")}  # fm1 times out

@@ -16,8 +16,14 @@ from rich.console import Console
 
 from lekiwi_drift.trials.app import TrialsApp
 from lekiwi_drift.trials.protocol import parse_protocol
-from lekiwi_drift.trials.screens import (NotesScreen, PrepareScreen, ResetScreen, RunScreen, ScoreboardScreen,
-                                         ScoreScreen)
+from lekiwi_drift.trials.screens import (
+    NotesScreen,
+    PrepareScreen,
+    ResetScreen,
+    RunScreen,
+    ScoreboardScreen,
+    ScoreScreen,
+)
 from lekiwi_drift.trials.session import TrialSession
 from lekiwi_drift.trials.widgets import LivePanel, Scoreboard, TrialHeader
 
@@ -127,8 +133,15 @@ class FakeBackend:
 
 
 def make_session(tmp_path, **kw) -> TrialSession:
-    data = {"task": "pick up the salt bottle", "item": "salt_bottle", "policies": ["drift", "fm10", "fm1"],
-            "trials_per_policy": 2, "seed": 11, "reset_countdown_s": 0, "time_limit_s": 20} | kw
+    data = {
+        "task": "pick up the salt bottle",
+        "item": "salt_bottle",
+        "policies": ["drift", "fm10", "fm1"],
+        "trials_per_policy": 2,
+        "seed": 11,
+        "reset_countdown_s": 0,
+        "time_limit_s": 20,
+    } | kw
     return TrialSession.create(parse_protocol(data, "test.yaml", default_name="tui_test"), tmp_path)
 
 
@@ -144,8 +157,10 @@ async def start_trial(pilot) -> RunScreen:
     app = pilot.app
     await until(pilot, lambda: isinstance(app.screen, ResetScreen) and app.screen.scene_ready)
     await pilot.press("enter")
-    await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.phase == "running"
-                and app.screen.status is not None)
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, RunScreen) and app.screen.phase == "running" and app.screen.status is not None,
+    )
     return app.screen
 
 
@@ -268,8 +283,7 @@ async def test_blind_mode_hides_names_until_the_end(tmp_path):
 
 
 async def test_sim_auto_scoring_and_unattended_auto(tmp_path):
-    session = make_session(tmp_path, policies=["drift", "fm1"], trials_per_policy=2, time_limit_s=0.4,
-                           scene_seed=4)
+    session = make_session(tmp_path, policies=["drift", "fm1"], trials_per_policy=2, time_limit_s=0.4, scene_seed=4)
     ends = {"drift": [(0.05, "success", True)] * 2}  # fm1 never succeeds: the time limit ends it
     backend = FakeBackend(session.protocol.policies, sim=True, ends=ends)
     app = TrialsApp(session, backend, auto=True)
@@ -292,14 +306,16 @@ async def test_sim_operator_overrides_an_auto_score(tmp_path):
         await pilot.press("enter")  # the sim's detector ends and scores it
         await until(pilot, lambda: isinstance(app.screen, ResetScreen) and session.done == 1)
         assert session.rows[0].scored_by == "auto" and "auto-scored: success" in plain(
-            app.screen.query_one("#last-score"))
+            app.screen.query_one("#last-score")
+        )
         await pilot.press("u")
         await until(pilot, lambda: isinstance(app.screen, ScoreScreen))
         await pilot.press("2")  # the item fell out of the basket after the detector fired
         await until(pilot, lambda: isinstance(app.screen, ResetScreen) and session.done == 1)
     live = session.live_rows()
     assert [(r.outcome, r.reason, r.scored_by, r.auto_success) for r in live] == [
-        ("failure", "dropped", "operator", True)]
+        ("failure", "dropped", "operator", True)
+    ]
     session.close()
 
 

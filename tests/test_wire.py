@@ -9,8 +9,9 @@ from tests.malformed import GOOD_STATE, bad_commands, bad_observations, observat
 def test_observation_round_trip_keeps_rgb_array_and_extras():
     img = np.zeros((48, 64, 3), np.uint8)
     img[..., 0] = 220  # a red image must come back red (stock BGR-agnostic round trip)
-    frames = wire.encode_observation(GOOD_STATE, {"front": wire.encode_jpeg(img)},
-                                     {"_seq": 7, "_stamp": 123.5, "_success": True})
+    frames = wire.encode_observation(
+        GOOD_STATE, {"front": wire.encode_jpeg(img)}, {"_seq": 7, "_stamp": 123.5, "_success": True}
+    )
     obs = wire.decode_observation(frames, ["front"])
     assert obs.seq == 7 and obs.stamp == 123.5 and obs.extras["_success"] is True
     assert obs.images["front"].shape == (48, 64, 3)
