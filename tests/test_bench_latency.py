@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -124,9 +125,16 @@ def test_bench_runs_end_to_end_with_every_variant(tiny_vlm_dir, tmp_path, capsys
     ):
         assert f"| {label} |" in out
     # The shared-prefix pass is checked against SmolVLA's stock pass before timing.
-    assert "outputs, shared vs stock pass, drift K=8 candidates: max |diff|" in out and "(met;" in out
+    # The verdict must be the comparison of this run's own difference with the tolerance it prints.
+    check = re.search(
+        r"shared vs stock pass, drift K=8 candidates: max \|diff\| (\S+) \((met|MISSED); tolerance (\S+) ", out
+    )
+    assert check is not None, out
+    diff, verdict, tol = float(check[1]), check[2], float(check[3])
+    assert verdict == "met" and diff <= tol
     assert "KeyStone overhead" in out and "FM-10 / drift-1" in out
     data = json.loads((tmp_path / "latency.json").read_text())
+    assert data["meta"]["shared_vs_stock_pass"]["drift K=8 candidates"] == pytest.approx(diff, rel=0.01)
     assert set(data["rows"]) == set(VARIANTS)
     for row in data["rows"].values():
         assert row["total"] > 0 and row["prefix"] > 0 and row["expert"] > 0 and "peak_mib" not in row
@@ -207,3 +215,16 @@ def test_bf16_backbone_runs_on_cpu(tiny_vlm_dir):
         ours.config.validate()
         assert torch.isfinite(ours.predict_action_chunk(dict(batch))).all()
     assert torch.isfinite(stock.predict_action_chunk(dict(batch))).all()
+
+
+def test_shared_vs_stock_verdict_reports_a_miss():
+    """A difference above the tolerance reads MISSED (the check is not "met" by construction)."""
+    from lekiwi_drift.bench.latency_report import checks
+
+    row = {"total": 100.0, "prefix": 80.0, "expert": 10.0, "keystone": 1.0, "other": 10.0}
+    names = ("drift-1", "FM-10", "FM-1", "stock FM-10", "stock FM-1", "drift+KS K=8")
+    result = {"rows": {n: dict(row) for n in names}, "meta": {"device": "cpu", "dtype": "float32"}}
+    for d, verdict in ((5e-5, "met"), (3e-3, "MISSED")):
+        result["meta"]["shared_vs_stock_pass"] = {"drift K=8 candidates": d}
+        line = next(x for x in checks(result) if "shared vs stock pass" in x)
+        assert f"({verdict}; tolerance 0.0001" in line, line
