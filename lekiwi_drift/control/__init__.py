@@ -5,7 +5,7 @@ Public API (used by `lekiwi-drift run`, the trials TUI and `bench loop`, all thr
     from lekiwi_drift.control.preset import Preset, load_preset
     from lekiwi_drift.control.runtime import PolicyRuntime
     from lekiwi_drift.control.session import RobotSession, SimSpec
-    from lekiwi_drift.control.loop import EpisodeResult, TickStatus
+    from lekiwi_drift.control.episode import EpisodeResult, TickStatus
 
     preset = load_preset("drift")                 # a name in policies/ or a path to a .yaml
     runtime = PolicyRuntime.load(preset, robot_config)   # loads once, checks cameras/shapes, warm
@@ -28,7 +28,7 @@ keystone_ms_p50, hz, stall_ticks, late_actions, skipped_actions, dropped_actions
 `end_on_success: false`.
 
 Files, one job each: preset.py (parse/validate presets), runtime.py (policy + processors, observation ->
-batch, timed chunks), scheduler.py (timestamped action queue, latency compensation, replan trigger),
-safety.py (limits, caps, holds), loop.py (the tick loop), session.py (setup, stop, teardown), worker.py
-(the inference thread), telemetry.py (JSONL, status, summary), keys.py (terminal e-stop).
+batch, timed chunks), scheduler.py (timestamped action queue, latency compensation, replan trigger), safety.py
+(limits, caps, holds), loop.py (the tick loop), episode.py (its status and result), session.py (setup, stop,
+teardown), worker.py (the inference thread), telemetry.py (JSONL, status, summary), keys.py (terminal e-stop).
 """

@@ -20,13 +20,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from lekiwi_drift.config.robot import RobotConfig
+from lekiwi_drift.control.episode import OUTCOMES, EpisodeResult, TickStatus  # noqa: F401 (re-exported)
 from lekiwi_drift.control.preset import Preset
 from lekiwi_drift.control.runtime import PolicyRuntime
 from lekiwi_drift.control.safety import SafetyFilter, joint_limits
@@ -39,40 +36,10 @@ from lekiwi_drift.robots.features import STATE_KEYS
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("success", "timeout", "stopped", "estop", "error", "stale")
 # While the loop runs, let a waking control thread take the GIL from the inference thread within
 # 1 ms instead of CPython's default 5 ms (torch drops the GIL inside ops, but not in the Python glue
 # between them). Restored when the episode ends.
 SWITCH_INTERVAL_S = 0.001
-
-
-@dataclass
-class TickStatus:
-    elapsed_s: float
-    hz: float
-    obs_age_ms: float
-    last_infer_ms: float
-    stall_ticks: int
-    late_actions: int
-    queue_len: int
-    auto_success: bool | None
-    images: dict[str, np.ndarray] | None
-    chunks: int = 0
-    last_latency_ms: float = float("nan")  # the observation's time to the chunk being ready (what the robot waits)
-    line: str = ""  # the same figures as one human-readable line
-    skipped_actions: int = 0
-    overruns: int = 0
-
-
-@dataclass
-class EpisodeResult:
-    outcome: str  # one of OUTCOMES
-    duration_s: float
-    auto_success: bool | None  # the sim's `_success` at the end (None: the host reports none)
-    error: str | None
-    telemetry: dict[str, Any] = field(default_factory=dict)
-    episode: int = 0
-    interrupted: bool = False  # Ctrl-C: the caller should not start another episode
 
 
 class ControlLoop:
