@@ -98,7 +98,8 @@ def test_realtime_loop_shows_the_overruns_of_a_stalling_source():
             session.run()
     k = session.counters
     assert k.overruns >= 6 and k.skipped_ticks >= 12 and k.overrun_max_ms > 50.0
-    assert k.ticks + k.skipped_ticks == 90  # every slot of the 3 s either ran or is counted as lost
+    # every slot of the 3 s either ran or is counted as lost (a last stall may run past the end by 3 slots)
+    assert 90 <= k.ticks + k.skipped_ticks <= 93
     last = [line for line in out.getvalue().splitlines() if line.startswith("live |")][-1]
     assert float(last.split("loop")[1].split("Hz")[0]) < 26.0, last
     assert "overruns" in last and int(last.split("overruns")[1].split()[0]) >= 3, last
