@@ -68,30 +68,17 @@ def _fake_host(size: str):
 
 def _policy(full: bool, vlm_dir: Path, device: str, size: str):
     import torch
-    from lerobot.configs import FeatureType, PolicyFeature
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lekiwi_drift.policy.configuration_smolvla_drift import SmolVLADriftConfig
+    from lekiwi_drift.bench.latency_models import make_config
     from lekiwi_drift.policy.modeling_smolvla_drift import SmolVLADriftPolicy
-    from lekiwi_drift.policy.offline_vlm import make_tiny_policy_config, write_full_smolvlm, write_tiny_smolvlm
+    from lekiwi_drift.policy.offline_vlm import write_full_smolvlm, write_tiny_smolvlm
 
     (write_full_smolvlm if full else write_tiny_smolvlm)(vlm_dir)
     w, h = (int(v) for v in size.split("x"))
-    inputs = {f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, h, w)) for c in CAMS}
-    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(9,))
-    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(9,))}
     torch.manual_seed(0)
-    if full:  # SmolVLA's default policy shapes on the published VLM shapes
-        cfg = SmolVLADriftConfig(
-            vlm_model_name=str(vlm_dir),
-            load_vlm_weights=False,
-            input_features=inputs,
-            output_features=outputs,
-            device=device,
-            push_to_hub=False,
-        )
-    else:
-        cfg = make_tiny_policy_config(vlm_dir, input_features=inputs, output_features=outputs, device=device)
+    # The latency bench's config: the tiny test-size policy, or SmolVLA's defaults on the published VLM shapes.
+    cfg = make_config(vlm_dir, tiny=not full, cameras=len(CAMS), height=h, width=w, device=device)
     policy = SmolVLADriftPolicy(cfg).to(device).eval()
     pre, post = make_pre_post_processors(
         cfg, dataset_stats=None, preprocessor_overrides={"device_processor": {"device": device}}
