@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 RECONNECT_AFTER_S = 1.0
 
 
+# A lockstep step renders three cameras and steps the physics; on a machine under heavy load (CI running
+# benchmarks alongside, two CPU burners in the determinism test) that has taken over 5 s. 30 s matches the
+# sim renderer's own timeout.
+LOCKSTEP_STEP_TIMEOUT_S = 30.0
+
+
 class LinkTimeout(ConnectionError):
     """No observation arrived in time; the message says where we listened and what to check."""
 
@@ -217,8 +223,10 @@ class RobotLink:
     def send_action(self, action: Mapping[str, float]) -> None:
         self._send(encode_command(action=action))
 
-    def step(self, action: Mapping[str, float], timeout_s: float = 5.0) -> Observation:
-        """Lockstep: send one action and wait for the observation it produced."""
+    def step(self, action: Mapping[str, float], timeout_s: float = LOCKSTEP_STEP_TIMEOUT_S) -> Observation:
+        """Lockstep: send one action and wait for the observation it produced. Nothing moves while we wait
+        (the sim advances only on our command), so a host slowed by a loaded machine is safe to wait for;
+        the timeout only catches a host that died."""
         before = self.latest()
         self.send_action(action)
         obs = self.wait_for(before, timeout_s)
