@@ -73,3 +73,19 @@ def test_train_both_objectives_and_load(tmp_path, tiny_vlm_dir):
     ]  # fmt: skip
     assert main(argv) == 0
     assert (tmp_path / "run_drift" / "checkpoints" / "000003" / "pretrained_model" / "config.json").is_file()
+
+
+def test_resume_past_the_schedule_says_how_to_stretch_it(tmp_path):
+    """Resuming to more steps than the schedule decays over would train at the floor lr: warn with the fix."""
+    import json
+
+    from lekiwi_drift.policy.train import TrainOptions, schedule_note
+
+    cfg = tmp_path / "train_config.json"
+    cfg.write_text(json.dumps({"scheduler": {"num_decay_steps": 6000, "decay_lr": 2.5e-6}}))
+    opts = TrainOptions(objective="drift", dataset="d", output=tmp_path, steps=12000, resume=True)
+    note = schedule_note(cfg, opts)
+    assert note is not None and "--scheduler.num_decay_steps=12000" in note and "2.5e-06" in note
+    opts.extra = ["--scheduler.num_decay_steps=12000"]
+    assert schedule_note(cfg, opts) is None
+    assert schedule_note(cfg, TrainOptions(objective="drift", dataset="d", output=tmp_path, steps=6000)) is None

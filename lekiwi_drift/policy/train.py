@@ -129,6 +129,8 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
         if not train_config.is_file():
             raise FileNotFoundError(f"nothing to resume: {train_config} does not exist")
         args = [f"--config_path={train_config}", "--resume=true", *common]
+        if note := schedule_note(train_config, opts):
+            log.warning(note)
         if opts.vlm_dir or opts.tiny or opts.small:
             args += [a for a in vlm_args(opts) if a.startswith("--policy.vlm_model_name")]
         return args + list(opts.extra)
@@ -149,6 +151,21 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
     if opts.device:
         args.append(f"--policy.device={opts.device}")
     return args + list(opts.extra)
+
+
+def schedule_note(train_config: Path, opts: TrainOptions) -> str | None:
+    """A resumed run keeps its learning-rate schedule: training past the schedule's end runs at the floor
+    learning rate (e.g. 2.5e-6), which barely moves the weights. Say so, and how to stretch it."""
+    sched = json.loads(Path(train_config).read_text()).get("scheduler") or {}
+    decay = sched.get("num_decay_steps")
+    if decay is None or opts.steps <= decay or any(a.startswith("--scheduler.num_decay_steps") for a in opts.extra):
+        return None
+    return (
+        f"resuming to step {opts.steps}, but the learning-rate schedule of {train_config} ends at step {decay}: "
+        f"the steps after {decay} run at the floor lr {sched.get('decay_lr')}. To continue learning, stretch "
+        f"the schedule: add `-- --scheduler.num_decay_steps={opts.steps}` (the cosine then resumes where "
+        f"step {decay} falls on the longer curve)."
+    )
 
 
 def video_backend_args() -> list[str]:
