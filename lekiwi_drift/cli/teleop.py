@@ -69,6 +69,14 @@ def add_parser(sub) -> None:
     rec.add_argument(
         "--streaming-encoding", action="store_true", help="encode videos while recording instead of after each episode"
     )
+    hub = p.add_argument_group("hub")
+    hub.add_argument("--repo-id", help="the dataset's repo id OWNER/NAME (default local/<directory name>)")
+    hub.add_argument(
+        "--push-to-hub",
+        action="store_true",
+        help="push the dataset to the Hugging Face Hub as --repo-id once recording ends (needs `hf auth login`)",
+    )
+    hub.add_argument("--private", action="store_true", default=None, help="with --push-to-hub: a private repo")
     p.set_defaults(run=run)
 
 
@@ -77,6 +85,7 @@ def _raise_interrupt(signum, _frame):
 
 
 def run(args) -> int:
+    from lekiwi_drift.hub import HubError
     from lekiwi_drift.record.recorder import DatasetError
     from lekiwi_drift.teleop.app import TeleopError, TeleopOptions, run_teleop
     from lekiwi_drift.teleop.sources import SourceError
@@ -103,11 +112,14 @@ def run(args) -> int:
         max_time_s=args.max_time,
         keyboard=args.keyboard,
         streaming_encoding=args.streaming_encoding,
+        repo_id=args.repo_id,
+        push_to_hub=args.push_to_hub,
+        private=args.private,
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_teleop(opts)
-    except (TeleopError, SourceError, DatasetError) as exc:
+    except (TeleopError, SourceError, DatasetError, HubError) as exc:
         print(f"lekiwi-drift teleop: {exc}", file=sys.stderr)
         return 1
     finally:

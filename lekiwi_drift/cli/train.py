@@ -43,6 +43,8 @@ def add_parser(sub) -> None:
     p.add_argument("--save-freq", type=int, default=5_000, help="checkpoint every N steps (and at the end)")
     p.add_argument("--log-freq", type=int, default=100, help="log metrics every N steps")
     p.add_argument("--device", help="cuda, cpu, mps (default: best available)")
+    p.add_argument("--push-to-hub", action="store_true", help="push the final policy to the Hub as --repo-id")
+    p.add_argument("--repo-id", help="with --push-to-hub: the model repo OWNER/NAME")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument(
         "extra", nargs="*", metavar="-- LEROBOT_OPTION", help="after `--`: options passed to LeRobot's trainer"
@@ -76,7 +78,19 @@ def run(args) -> int:
         seed=args.seed,
         extra=extra,
     )
-    checkpoint = run_training(opts)
+    from lekiwi_drift.hub import HubError, check_repo_id, push_checkpoint
+
+    try:
+        if args.push_to_hub:  # checked before hours of training, not after
+            if not args.repo_id:
+                raise HubError("--push-to-hub needs --repo-id OWNER/NAME (the model repo to create or update)")
+            check_repo_id(args.repo_id)
+        checkpoint = run_training(opts)
+        if args.push_to_hub:
+            files = push_checkpoint(checkpoint, args.repo_id)
+            print(f"pushed {len(files)} files of {checkpoint} to the Hub model {args.repo_id}")
+    except HubError as exc:
+        raise SystemExit(f"lekiwi-drift train: {exc}") from None
     summary = checkpoint_summary(checkpoint)
     print(f"trained {summary['objective']} policy, step {summary['step']}: {summary['path']}")
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from lekiwi_drift.config.robot import ConfigError
+from lekiwi_drift.hub import preset_checkpoint
 from lekiwi_drift.policy.checkpoint import IMAGE_PREFIX
 from lekiwi_drift.policy.configuration_smolvla_drift import sampler_problems
 from lekiwi_drift.robots.features import MAX_ANGULAR_SPEED_DEG, MAX_LINEAR_SPEED
@@ -208,8 +209,9 @@ def load_preset(name_or_path: str | Path) -> Preset:
     preset = _build(Preset, data, str(path))
     preset.name, preset.source = path.stem, str(path)
     base = path.resolve().parent
-    # Paths in a preset are relative to the preset file (a preset travels with its checkpoint).
-    preset.checkpoint = str((base / Path(preset.checkpoint).expanduser()).resolve()) if preset.checkpoint else ""
+    # Paths in a preset are relative to the preset file (a preset travels with its checkpoint); a Hub repo
+    # id is used only when no such local directory exists (lekiwi_drift/hub.py).
+    preset.checkpoint = preset_checkpoint(preset.checkpoint, base) if preset.checkpoint else ""
     if preset.vlm_dir:
         preset.vlm_dir = str((base / Path(preset.vlm_dir).expanduser()).resolve())
     return validate(preset)

@@ -33,7 +33,12 @@ class PolicyMismatchError(ValueError):
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """The `pretrained_model` directory for a checkpoint path, a step dir or a training output dir."""
+    """The `pretrained_model` directory for a checkpoint path, a step dir or a training output dir, or a
+    `hf://REPO[@REV]` reference (fetched into the Hub cache; lekiwi_drift/hub.py)."""
+    from lekiwi_drift.hub import download_checkpoint, is_hub_ref
+
+    if is_hub_ref(path):
+        path = download_checkpoint(str(path))
     p = Path(path).expanduser()
     for cand in (p, p / "pretrained_model", p / "checkpoints" / "last" / "pretrained_model"):
         if (cand / "config.json").is_file():

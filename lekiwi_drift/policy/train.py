@@ -138,6 +138,8 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
         *dataset_args(opts.dataset),
         "--policy.type=smolvla_drift",
         f"--policy.objective={opts.objective}",
+        # Pushing is ours, after training (cli/train.py, hub.push_checkpoint): a failed upload must not
+        # end LeRobot's loop with an exception after hours of training.
         "--policy.push_to_hub=false",
         *vlm_args(opts),
         *(TINY_POLICY_ARGS if opts.tiny else ()),

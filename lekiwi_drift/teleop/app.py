@@ -46,6 +46,9 @@ class TeleopOptions:
     max_time_s: float | None = None  # live teleop: stop after this long
     keyboard: bool = True
     streaming_encoding: bool = False
+    repo_id: str | None = None  # the dataset's repo id (default local/<directory name>)
+    push_to_hub: bool = False  # push the finished dataset to the Hub as repo_id
+    private: bool | None = None  # with push_to_hub: create a private repo (None: the Hub's default)
 
 
 class TeleopError(RuntimeError):
@@ -103,6 +106,12 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
         raise ConfigError("--episodes must be >= 1, --episode-time > 0 and --reset-time >= 0")
     if opts.teleop is not None and opts.teleop not in TELEOPS:
         raise ConfigError(f"--teleop {opts.teleop!r}: choose one of {', '.join(TELEOPS)}")
+    if opts.push_to_hub:
+        from lekiwi_drift.hub import check_repo_id
+
+        if not opts.record or not opts.repo_id:
+            raise ConfigError("--push-to-hub needs --record DIR and --repo-id OWNER/NAME")
+        check_repo_id(opts.repo_id)
     if opts.record:
         # Importing LeRobot's dataset code takes seconds (torch, datasets, av): do it before the host and
         # link start, so it cannot starve them of the GIL mid-session.
@@ -154,6 +163,7 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
                 RecorderConfig(
                     root=Path(opts.record),
                     task=opts.task,
+                    repo_id=opts.repo_id,
                     fps=opts.fps,
                     resume=opts.resume,
                     streaming_encoding=opts.streaming_encoding,
@@ -191,4 +201,10 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
                 f"saved {len(result.saved)} episode(s) this session ({sum(result.saved)} frames); "
                 f"{opts.record} holds {recorder.num_episodes} episodes ({result.stopped_by})\n"
             )
-        return result
+    # After the ExitStack: the recorder is closed and the dataset finalized on disk before anything uploads.
+    if opts.push_to_hub and result.saved:
+        from lekiwi_drift.hub import push_dataset
+
+        plan = push_dataset(opts.record, opts.repo_id, private=opts.private)
+        out.write(f"pushed {plan.summary()}\n")
+    return result
