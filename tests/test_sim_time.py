@@ -202,15 +202,15 @@ def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
 
 
 def test_rollout_video_marks_time_and_chunk_boundaries(tmp_path):
-    from PIL import Image, ImageSequence
+    import av
 
-    from lekiwi_drift.control.rollout_video import BAR_PX, RolloutVideo
+    from lekiwi_drift.control.rollout_video import BAR_PX, STRIP_PX, RolloutVideo
 
     class CameraLink(LockstepLink):
         def _obs(self):
             obs = super()._obs()
-            # A different picture every tick (GIF writers merge identical consecutive frames).
-            obs.images = {c: np.full((24, 32, 3), 3 * self.tick % 200, np.uint8) for c in ("front", "wrist", "top")}
+            # Odd widths: the MP4 must still come out with even dimensions.
+            obs.images = {c: np.full((24, 31, 3), 3 * self.tick % 200, np.uint8) for c in ("front", "wrist", "top")}
             return obs
 
     link, runtime = CameraLink(), SlotRuntime()
@@ -219,9 +219,17 @@ def test_rollout_video_marks_time_and_chunk_boundaries(tmp_path):
     result = loop.run_episode(max_time_s=1.0)
     loop.close()
     path = result.telemetry["video"]
-    assert path.endswith("episode001_seed7_timeout.gif")
-    frames = [f.convert("RGB") for f in ImageSequence.Iterator(Image.open(path))]
-    assert len(frames) >= 30 and frames[0].size == (96, 24 + 14)  # three cameras side by side + a time strip
-    red = [i for i, f in enumerate(frames[:30]) if f.getpixel((10, 14 + BAR_PX // 2))[0] > 200]
+    assert path.endswith("episode001_seed7_timeout.mp4")
+    assert not list(tmp_path.glob(".rollout-*"))  # no partial file left behind
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        frames = [(float(f.time), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    # 30 ticks of sim time at 30 frames/s, then the last frame held for a second: real-time speed.
+    assert len(frames) == 30 + 30
+    assert frames[1][0] == pytest.approx(1 / 30) and frames[-1][0] == pytest.approx(59 / 30)
+    assert frames[0][1].shape == (24 + STRIP_PX, 94, 3)  # three cameras side by side, padded even, a time strip
+    bar = [f[STRIP_PX + BAR_PX // 2, 10] for _, f in frames[:30]]  # the pictures are grey: only the bar is red
+    red = [i for i, (r, g, _) in enumerate(bar) if r > 180 and g < 100]
     assert red and red[0] == 3  # the first chunk landed after its 3 ticks of latency
     assert len(red) == result.telemetry["chunks"]  # one bar per chunk that took over

@@ -6,11 +6,13 @@ KeyStone, FM-10, FM-1: the shipped tiny checkpoints when present, else random we
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 import yaml
 
@@ -121,7 +123,9 @@ def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.Completed
 
 @pytest.mark.slow
 def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
-    run = lekiwi(tiny_project, "trials", "tiny_salt", "--sim", "--sim-clock", "lockstep", "--auto", "--headless")
+    run = lekiwi(
+        tiny_project, "trials", "tiny_salt", "--sim", "--sim-clock", "lockstep", "--auto", "--headless", "--video"
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     dbs = list((tiny_project / "trials" / "sessions").glob("*.sqlite"))
     assert len(dbs) == 1
@@ -152,6 +156,13 @@ def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
     assert "drift" in report.stdout and ("[0.000, 0.793]" in report.stdout or "[0.207, 1.000]" in report.stdout)
     folder = dbs[0].with_name(f"{dbs[0].stem}-report")
     assert all((folder / f).is_file() for f in ("trials.csv", "summary.csv", "report.md", "success.png"))
+    # --video: every trial's rollout is an MP4 that plays, linked from its row of the report
+    links = re.findall(r"\[mp4\]\(([^)]+)\)", (folder / "report.md").read_text())
+    assert len(links) == len(rows)
+    for link in links:
+        with av.open(str(folder / link)) as video:
+            assert video.streams.video[0].codec_context.name == "h264"
+            assert sum(1 for _ in video.decode(video=0)) > 15  # 1.5 s of trial at 15 frames/s, then the hold
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@
     lekiwi-drift run --policy fm10 --sim --episodes 20 --max-time 30
     lekiwi-drift run --policy drift --host 192.168.1.42  # the real LeKiwi (host running on the Pi)
     lekiwi-drift run --policy path/to/my_preset.yaml --mode sync
+    lekiwi-drift run --policy drift --sim --episodes 10 --record data/rollouts --video
 
 Space or Esc: emergency stop (base stopped, arm held). Ctrl-C: safe stop and exit. Telemetry goes to
 runs/<timestamp>/telemetry.jsonl; a summary per episode is printed at the end.
@@ -60,7 +61,13 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--video",
         action="store_true",
-        help="save a GIF of each episode (three cameras, time, chunk boundaries) in the run directory",
+        help="save an MP4 of each episode (three cameras, time, chunk boundaries) in the run directory",
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        help="save what the robot saw and the commands it was sent as a LeRobotDataset in DIR, one "
+        "episode per run episode (appends to a rollout dataset already there; record/rollout.py)",
     )
     p.add_argument("--no-auto-success", action="store_true", help="sim: do not end an episode on `_success`")
     p.add_argument("--runs-dir", default="runs", help="where runs/<timestamp>/ goes (default: ./runs)")
@@ -110,6 +117,7 @@ def run(args) -> int:
     from lekiwi_drift.control.runtime import PolicyRuntime
     from lekiwi_drift.control.session import RobotSession, SessionError, SimSpec
     from lekiwi_drift.policy.checkpoint import PolicyMismatchError
+    from lekiwi_drift.record.recorder import DatasetError
 
     if args.episodes < 1 or args.max_time <= 0:
         print("lekiwi-drift run: --episodes must be >= 1 and --max-time > 0", file=sys.stderr)
@@ -126,6 +134,15 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.record:
+        from lekiwi_drift.record.recorder import DatasetError
+        from lekiwi_drift.record.rollout import check_rollout_dir
+
+        try:
+            check_rollout_dir(args.record)
+        except DatasetError as exc:
+            print(f"lekiwi-drift run: {exc}", file=sys.stderr)
+            return 2
     cfg, start_sim, why = _robot_config(args)
     # The checkpoint is checked against the robot's cameras and vector sizes before anything moves.
     print(f"loading policy preset {preset.name} ({preset.source}) ...", flush=True)
@@ -149,9 +166,12 @@ def run(args) -> int:
     run_dir = Path(args.runs_dir) / time.strftime("%Y%m%d-%H%M%S")
     session = RobotSession(cfg, sim=sim, latency=args.latency, run_dir=run_dir)
     results = []
+    recorder = None
     try:
-        session.open(print)
-        loop = session.add_policy(preset.name, runtime, video_dir=run_dir if args.video else None)
+        first = session.open(print)
+        if args.record:
+            recorder = _open_recorder(args, preset, runtime, run_dir, first)
+        loop = session.add_policy(preset.name, runtime, video_dir=run_dir if args.video else None, recorder=recorder)
         if session.latency is not None:
             print(f"inference latency charged in sim time: {session.latency.name}")
         print(f"joint limits from {loop.limits_source}; telemetry: {loop.telemetry.path}")
@@ -169,17 +189,51 @@ def run(args) -> int:
             printer.end()
             results.append(result)
             _print_episode(result, i, args, preset, session)
+            if recorder is not None:
+                _save_rollout(recorder, result, args.seed + i if session.is_sim else None)
             if result.interrupted or result.outcome in ("estop", "stale") or stop.is_set():
                 break
-    except SessionError as exc:
+    except (SessionError, DatasetError) as exc:
         print(f"lekiwi-drift run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: robot stopped")
     finally:
         session.close()
+        if recorder is not None:
+            recorder.close()
     _write_summary(run_dir, preset, runtime, args, results)
     return 0 if results and all(r.outcome not in ("error", "stale") for r in results) else 1
+
+
+def _open_recorder(args, preset, runtime, run_dir: Path, first):
+    """The rollout dataset, with cameras at the size the robot sends (from its first observation)."""
+    from lekiwi_drift.record.rollout import RolloutRecorder, RolloutSource
+
+    shapes = {name: img.shape[:2] for name, img in first.images.items()}
+    source = RolloutSource(
+        policy=preset.name,
+        preset_file=str(preset.source),
+        checkpoint=str(runtime.checkpoint_dir),
+        checkpoint_hash=runtime.checkpoint_hash,
+        mode=preset.mode,
+        latency=args.latency,
+        run_dir=str(run_dir),
+    )
+    recorder = RolloutRecorder(args.record, preset.task, preset.control_hz, shapes, source).open()
+    had = recorder.num_episodes
+    print(f"recording rollouts to {args.record} ({'appending to ' + str(had) + ' episode(s)' if had else 'new'})")
+    return recorder
+
+
+def _save_rollout(recorder, result, seed: int | None) -> None:
+    from lekiwi_drift.progress import Spinner
+
+    frames = recorder.frames
+    with Spinner(f"saving episode {recorder.num_episodes} ({frames} frames) to {recorder.root}"):
+        saved = recorder.save(result.outcome, seed=seed, duration_s=round(result.duration_s, 3))
+    if saved is not None:
+        print(f"recorded episode {saved[0]} ({saved[1]} frames) in {recorder.root}", flush=True)
 
 
 def _print_episode(result, i: int, args, preset, session) -> None:

@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--video",
         action="store_true",
-        help="save a rollout GIF of every trial in SESSION-videos/<policy>/ next to the session database",
+        help="save a rollout MP4 of every trial in SESSION-videos/<policy>/ next to the session database",
     )
     p.add_argument(
         "--auto",

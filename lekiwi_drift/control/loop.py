@@ -53,12 +53,14 @@ class ControlLoop:
         status_hz: float = 4.0,
         latency: LatencyProfile | None = None,
         video=None,
+        recorder=None,
     ):
         """`latency`: run episodes on the lockstep sim's clock with this inference-latency profile
         (control/sim_time.py); None: wall-clock ticks, the robot's way."""
         self.link = link
         self.latency = latency
-        self.video = video  # a RolloutVideo (control/rollout_video.py) or None
+        self.video = video  # a RolloutVideo (control/rollout_video.py: an MP4 per episode) or None
+        self.recorder = recorder  # a RolloutRecorder (record/rollout.py: each tick's obs + command) or None
         self.runtime = runtime
         self.preset = preset
         self.period = 1.0 / preset.control_hz
@@ -107,22 +109,28 @@ class ControlLoop:
         self.telemetry.close()
 
     # -- helpers --------------------------------------------------------------------------------------
-    def _send(self, action: dict[str, float]) -> None:
+    def _send(self, action: dict[str, float], obs: Observation | None = None) -> None:
+        """Send a command (an e-stop wins); `obs`: the tick's observation, to record it with what was sent."""
         with self._send_lock:
             if self._estop.is_set():  # an e-stop raced this tick's command: it wins
                 if self._estop_held:
                     return
                 action, self._estop_held = self.safety.hold(), True
             self.link.send_action(action)
+        if self.recorder is not None and obs is not None:
+            self.recorder.add(obs, action)
 
-    def step(self, action: dict[str, float]) -> Observation:
+    def step(self, action: dict[str, float], obs: Observation | None = None) -> Observation:
         """Lockstep sim: send this tick's command (an e-stop wins) and return the observation after it."""
         with self._send_lock:
             if self._estop.is_set():
                 if self._estop_held:
                     return self.link.latest()
                 action, self._estop_held = self.safety.hold(), True
-            return self.link.step(action)
+            after = self.link.step(action)
+        if self.recorder is not None and obs is not None:
+            self.recorder.add(obs, action)
+        return after
 
     def command_for(self, sched: ActionSchedule, popped, have_chunk: bool) -> tuple[dict[str, float], bool]:
         """This tick's command from what the schedule popped: the policy's action through the safety filter,
@@ -233,6 +241,8 @@ class ControlLoop:
             obs = self._prime()
             if self.video is not None:
                 self.video.start()
+            if self.recorder is not None:
+                self.recorder.start()
             if self.latency is not None:
                 if obs.extras.get("_clock") != "lockstep":
                     raise RuntimeError("latency charged in sim time needs the lockstep sim (--sim --clock lockstep)")
@@ -255,10 +265,14 @@ class ControlLoop:
         auto = bool(success) if success is not None else None
         summary = tel.summary()
         summary["safety_events"] = dict(self.safety.events)
-        if self.video is not None:  # the rollout GIF, named so a folder listing reads like a results table
+        if self.video is not None:  # the rollout MP4, named so a folder listing reads like a results table
             seed = obs.extras.get("_seed") if obs is not None else None
             name = f"episode{episode:03d}{'' if seed is None else f'_seed{seed}'}_{outcome}"
-            path = self.video.save(name, f"{self.preset.name}: {outcome}")
+            try:
+                path = self.video.save(name, f"{self.preset.name}: {outcome}")
+            except Exception as exc:  # a lost video must not lose the episode's result
+                log.error("rollout video not saved: %s", exc)
+                path = None
             summary["video"] = None if path is None else str(path)
         result = EpisodeResult(outcome, time.monotonic() - t_start, auto, error, summary, episode, interrupted)
         tel.write(
@@ -378,7 +392,7 @@ class ControlLoop:
                 late_since_replan += popped.late
                 command, stalled = self.command_for(sched, popped, have_chunk)
                 stall_since_replan += stalled
-                self._send(command)
+                self._send(command, obs)
             # -- status ---------------------------------------------------------------------------------
             if now - last_status >= self.status_period:
                 last_status = now

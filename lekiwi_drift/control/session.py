@@ -105,9 +105,10 @@ class RobotSession:
             )
         return first
 
-    def add_policy(self, name: str, runtime, video_dir: str | Path | None = None):
+    def add_policy(self, name: str, runtime, video_dir: str | Path | None = None, recorder=None):
         """A ControlLoop for `runtime` on this session's link, kept for the whole session. `video_dir`:
-        save a rollout GIF of every episode there."""
+        save a rollout MP4 of every episode there. `recorder`: a RolloutRecorder (record/rollout.py) that
+        collects each tick's observation and command (the caller saves each episode)."""
         from lekiwi_drift.control.loop import ControlLoop
 
         if self.link is None:
@@ -118,7 +119,14 @@ class RobotSession:
 
             video = RolloutVideo(Path(video_dir), hz=runtime.preset.control_hz)
         loop = ControlLoop(
-            self.link, runtime, runtime.preset, self.config, run_dir=self.run_dir, latency=self._latency, video=video
+            self.link,
+            runtime,
+            runtime.preset,
+            self.config,
+            run_dir=self.run_dir,
+            latency=self._latency,
+            video=video,
+            recorder=recorder,
         )
         self.loops[name] = loop
         return loop

@@ -136,7 +136,7 @@ class SimTimeEpisode:
                 loop.video.add(obs, now, new_chunk=c.chunks > chunks_before)
             command, stalled = loop.command_for(sched, sched.pop(now), have_chunk)
             stall_since_replan += stalled
-            obs = loop.step(command)
+            obs = loop.step(command, obs)
             tick += 1
             if self.on_status is not None and tick % self.status_every == 0:
                 self.on_status(loop.status(now, now, tel, obs, sched, last_info))

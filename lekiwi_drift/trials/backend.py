@@ -70,7 +70,7 @@ class RobotBackend:
         scene_seed: int = 0,
         video_dir=None,
     ):
-        """`video_dir`: save a rollout GIF of every trial under video_dir/<policy>/ (control/rollout_video.py)."""
+        """`video_dir`: save a rollout MP4 of every trial under video_dir/<policy>/ (control/rollout_video.py)."""
         self.robot_config = robot_config
         self.protocol = protocol
         self.sim_host = sim_host

@@ -122,7 +122,7 @@ def _trial_lines(session: TrialSession, folder: Path | None) -> list[str]:
         link = ""
         if video:
             rel = os.path.relpath(video, folder) if folder is not None else video
-            link = f"[gif]({rel})"
+            link = f"[mp4]({rel})"
         policy = r.policy if session.reveal else f"policy {session.codes[r.policy]}"
         lines.append(f"| {r.slot + 1} | {policy} | {r.scene_seed} | {r.outcome} | {r.reason or ''} | {link} |")
     return lines
