@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
     sn.add_argument("--height", type=int, default=480)
     sn.set_defaults(run=run_snapshot)
 
+    from lekiwi_drift.emulator.console import add_parser as add_buses_parser
+
+    add_buses_parser(cmds)
+
 
 def _gl_guard(fn):
     """Turn a missing-OpenGL error into its message and exit code 2 instead of a traceback."""

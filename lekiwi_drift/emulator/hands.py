@@ -22,6 +22,9 @@ class SweepPlan:
     ranges: dict[int, tuple[float, float]]
     seconds_per_joint: float = 0.4
     steps_per_joint: int = 40
+    # A person holds a joint against its end stop for a moment; LeRobot samples the positions every
+    # ~20 ms or slower, and would miss an end stop touched for one instant.
+    dwell_s: float = 0.15
 
 
 @dataclass
@@ -57,7 +60,7 @@ def sweep(bus: EmulatedBus, plan: SweepPlan) -> SweepResult:
                         if not servo.hand_move(pos):
                             result.refused.append(sid)
                             break
-                    time.sleep(pause)
+                    time.sleep(plan.dwell_s if pos in (lo, hi) else pause)
         finally:
             result.done.set()
 

@@ -143,6 +143,7 @@ class Servo:
             self._store(name, value)
         self._store("ID", servo_id)
         self.drive = drive or IdealDrive(actual)
+        self._store("Goal_Position", self.present_from(self.drive.actual()))  # set at power-on, as the servo does
         self.faults = ServoFaults()
         self._persisted = bytes(self.mem[:EEPROM_END])
         self._reg_write: tuple[int, bytes] | None = None  # REG_WRITE waits here for ACTION
@@ -174,6 +175,7 @@ class Servo:
     def write(self, addr: int, data: bytes) -> None:
         """WRITE / SYNC_WRITE / ACTION: store the bytes, then act on the registers they touched."""
         end = min(addr + len(data), MEMORY_SIZE)
+        was_on = self.torque_on
         for a in range(max(addr, READ_ONLY_BELOW), end):
             self.mem[a] = data[a - addr]
         touched = range(addr, end)
@@ -181,6 +183,11 @@ class Servo:
         if torque_addr in touched:
             # Writing Torque_Enable clears an overload trip, as on the servo (the fault may trip again).
             self.faults.overloaded = False
+            goal_addr = REGISTERS["Goal_Position"][0]
+            if not was_on and self.torque_on and goal_addr not in touched:
+                # The servo takes up torque where the shaft is, not at a stale goal: a real arm does not
+                # jump when LeRobot enables torque after the joints were moved by hand.
+                self._store("Goal_Position", self.present_from(self.drive.actual()))
         if addr < EEPROM_END and self.mem[REGISTERS["Lock"][0]] == 0:
             # Unlocked EEPROM writes survive a power cycle; locked ones last until power-off.
             self._persisted = bytes(self.mem[:EEPROM_END])
@@ -203,6 +210,7 @@ class Servo:
             self._store(name, value)
         self.mem[:EEPROM_END] = self._persisted
         self.drive.release(actual)
+        self._store("Goal_Position", self.present_from(actual))
         self._command()
 
     # -- the shaft -----------------------------------------------------------------------------------
