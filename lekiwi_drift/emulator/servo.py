@@ -162,6 +162,12 @@ class Servo:
         raw = int.from_bytes(self.mem[addr : addr + size], "little")
         return decode_sm(raw, SIGN_BITS[name]) if name in SIGN_BITS else raw
 
+    def set(self, name: str, value: int) -> None:
+        """Set a register as a host's WRITE would (tests and the operator console use it)."""
+        addr, size = REGISTERS[name]
+        raw = encode_sm(value, SIGN_BITS[name]) if name in SIGN_BITS else int(value)
+        self.write(addr, raw.to_bytes(size, "little"))
+
     @property
     def id(self) -> int:
         return self.mem[REGISTERS["ID"][0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from lekiwi_drift.config.robot import ConfigError, RobotConfig
@@ -14,7 +15,7 @@ def make_lekiwi(cfg: RobotConfig):
     LeRobot would otherwise start an interactive calibration on the robot from inside the host."""
     from lerobot.cameras import Cv2Rotation
     from lerobot.cameras.opencv import OpenCVCameraConfig
-    from lerobot.robots.lekiwi import LeKiwi, LeKiwiConfig
+    from lerobot.robots.lekiwi import LeKiwiConfig
 
     calib_dir = Path(cfg.calibration_dir)
     calib_file = calib_dir / f"{cfg.id}.json"
@@ -45,4 +46,53 @@ def make_lekiwi(cfg: RobotConfig):
         disable_torque_on_disconnect=cfg.host.release_on_exit,
         max_relative_target=None,
     )
-    return LeKiwi(lk_cfg)
+    return _checked_lekiwi()(lk_cfg)
+
+
+def calibration_mismatch(bus) -> list[str]:
+    """One line per motor whose homing offset or range on the motors differs from the file's."""
+    found = bus.read_calibration()
+    lines = [f"  {name}: on the bus but not in the file" for name in bus.motors if name not in bus.calibration]
+    for name, want in bus.calibration.items():
+        if name not in found:
+            lines.append(f"  {name}: in the file but not a motor of this robot")
+            continue
+        have = found[name]
+        fields = ("homing_offset", "range_min", "range_max")
+        diffs = [
+            f"{f} {getattr(have, f)} on the motor, {getattr(want, f)} in the file"
+            for f in fields
+            if getattr(have, f) != getattr(want, f)
+        ]
+        if diffs:
+            lines.append(f"  {name} (ID {want.id}): " + "; ".join(diffs))
+    return lines
+
+
+@functools.cache
+def _checked_lekiwi():
+    """LeRobot's LeKiwi, defined lazily (importing LeRobot is slow) with a connect that checks first."""
+    from lerobot.robots.lekiwi import LeKiwi
+
+    class CheckedLeKiwi(LeKiwi):
+        """On a calibration that does not match the motors, stock `connect()` starts LeRobot's interactive
+        calibration (an `input()` prompt, inside a host with no terminal). Here the bus is compared with
+        the file before any motor is configured or torqued, and a mismatch is a ConfigError naming each
+        motor and value; the bus is closed without touching torque."""
+
+        def connect(self, calibrate: bool = True) -> None:
+            self.bus.connect()
+            mismatch = calibration_mismatch(self.bus) if not self.bus.is_calibrated else []
+            if mismatch:
+                self.bus.disconnect(disable_torque=False)
+                raise ConfigError(
+                    f"calibration file {self.calibration_fpath} does not match the motors on {self.config.port}:\n"
+                    + "\n".join(mismatch)
+                    + "\nNothing was moved. If this file belongs to another robot, set id in the config; if the "
+                    "arm was recalibrated elsewhere, run `lekiwi-drift calibrate follower` on it again."
+                )
+            for cam in self.cameras.values():
+                cam.connect()
+            self.configure()
+
+    return CheckedLeKiwi

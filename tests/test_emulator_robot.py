@@ -1,0 +1,155 @@
+"""LeRobot's real LeKiwi class (through our make_lekiwi and RobotHost) on emulated STS3215 buses: the
+calibration check before anything moves, the max_relative_target bug, torque release, and the host's
+answer to a servo that stops answering."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("scservo_sdk")
+
+from lekiwi_drift.config.robot import ConfigError, RobotConfig  # noqa: E402
+from lekiwi_drift.emulator.bus import EmulatedBus  # noqa: E402
+from lekiwi_drift.emulator.layouts import ARM_HALF_RANGE, ARM_MIDDLE, FOLLOWER_IDS, follower_servos  # noqa: E402
+from lekiwi_drift.robots.features import STATE_KEYS  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _quick_thread_switches():
+    """See test_emulator_bus.py: the emulator thread must get the GIL within LeRobot's 50 ms timeout."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _calibration() -> dict[str, dict]:
+    """What LeRobot's calibration writes for arms centred at ARM_MIDDLE: offsets, ranges, full-turn wheels."""
+    cal = {}
+    for name, sid in FOLLOWER_IDS.items():
+        joint = name.removeprefix("arm_")
+        if name.startswith("arm_") and joint != "wrist_roll":
+            half = ARM_HALF_RANGE[joint]
+            cal[name] = {"homing_offset": ARM_MIDDLE[joint] - 2047, "range_min": 2047 - half, "range_max": 2047 + half}
+        elif name.startswith("arm_"):
+            cal[name] = {"homing_offset": ARM_MIDDLE[joint] - 2047, "range_min": 0, "range_max": 4095}
+        else:
+            cal[name] = {"homing_offset": 0, "range_min": 0, "range_max": 4095}
+        cal[name] = {"id": sid, "drive_mode": 0} | cal[name]
+    return cal
+
+
+def _flash(emu: EmulatedBus, cal: dict[str, dict]) -> None:
+    """The motors as an earlier calibration left them (EEPROM written unlocked)."""
+    for c in cal.values():
+        servo = emu.servo(c["id"])
+        servo.set("Lock", 0)
+        for reg, key in (("Homing_Offset", "homing_offset"), ("Min_Position_Limit", "range_min")):
+            servo.set(reg, c[key])
+        servo.set("Max_Position_Limit", c["range_max"])
+
+
+def _config(tmp_path, port: str, **host) -> RobotConfig:
+    cfg = RobotConfig(id="emu", port=port, calibration_dir=str(tmp_path), cameras=[])
+    for k, v in host.items():
+        setattr(cfg.host, k, v)
+    return cfg
+
+
+def test_mismatched_calibration_is_refused_before_anything_moves(tmp_path):
+    from lekiwi_drift.robots.lekiwi import make_lekiwi
+
+    with EmulatedBus(follower_servos()) as emu:
+        _flash(emu, _calibration())
+        other = _calibration()
+        other["arm_elbow_flex"]["homing_offset"] += 400  # another robot's file
+        (tmp_path / "emu.json").write_text(json.dumps(other))
+        robot = make_lekiwi(_config(tmp_path, emu.port))
+        with pytest.raises(ConfigError) as err:
+            robot.connect()
+        msg = str(err.value)
+        assert "does not match the motors" in msg and "arm_elbow_flex (ID 3): homing_offset" in msg
+        assert "lekiwi-drift calibrate follower" in msg and "arm_shoulder_pan" not in msg
+        # Only pings and reads went out: no write, no sync write, no torque.
+        assert set(emu.counts) <= {"PING", "READ"}, emu.counts
+        assert not any(s.get("Torque_Enable") for s in emu.servos)
+
+
+def test_matching_calibration_connects_drives_and_releases(tmp_path):
+    from lekiwi_drift.robots.lekiwi import make_lekiwi
+
+    with EmulatedBus(follower_servos()) as emu:
+        cal = _calibration()
+        _flash(emu, cal)
+        (tmp_path / "emu.json").write_text(json.dumps(cal))
+        robot = make_lekiwi(_config(tmp_path, emu.port, release_on_exit=False))
+        robot.connect()
+        try:
+            assert all(s.get("Torque_Enable") == 1 for s in emu.servos)
+            assert emu.servo(7).get("Operating_Mode") == 1 and emu.servo(1).get("Operating_Mode") == 0
+            obs = robot.get_observation()
+            assert abs(obs["arm_shoulder_pan.pos"]) < 0.5  # the arm sits at its calibrated middle
+            action = {k: 0.0 for k in STATE_KEYS} | {"arm_wrist_flex.pos": 30.0, "theta.vel": 45.0}
+            robot.send_action(action)
+            deadline = time.monotonic() + 3
+            while abs(robot.get_observation()["arm_wrist_flex.pos"] - 30.0) > 0.5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            obs = robot.get_observation()
+            assert obs["arm_wrist_flex.pos"] == pytest.approx(30.0, abs=0.5)
+            assert obs["theta.vel"] == pytest.approx(45.0, abs=1.0)  # wheel speeds back through LeRobot's kinematics
+
+            # LeRobot 0.6.1: with max_relative_target set, send_action looks up present positions by
+            # motor name with the goal's `.pos` key, a KeyError. make_lekiwi leaves it None for this.
+            assert robot.config.max_relative_target is None
+            robot.config.max_relative_target = 10.0
+            with pytest.raises(KeyError, match=r"arm_\w+\.pos"):
+                robot.send_action(action)
+            robot.config.max_relative_target = None
+        finally:
+            robot.disconnect()
+        # release_on_exit False: the arm keeps holding, the base is stopped.
+        assert all(emu.servo(i).get("Torque_Enable") == 1 for i in range(1, 7))
+        assert all(emu.servo(i).get("Goal_Velocity") == 0 for i in (7, 8, 9))
+
+
+def test_host_exits_3_when_a_servo_stops_answering(tmp_path):
+    from lekiwi_drift.link.host import EXIT_READ_FAILURES, RobotHost
+    from lekiwi_drift.link.ports import free_loopback_ports
+    from lekiwi_drift.robots.lekiwi import make_lekiwi
+
+    with EmulatedBus(follower_servos()) as emu:
+        cal = _calibration()
+        _flash(emu, cal)
+        (tmp_path / "emu.json").write_text(json.dumps(cal))
+        cmd, obs = free_loopback_ports(2)
+        cfg = _config(
+            tmp_path, emu.port, max_failures=4, watchdog_ms=60_000.0, bind="127.0.0.1", port_cmd=cmd, port_obs=obs
+        )
+        robot = make_lekiwi(cfg)
+        robot.connect()
+        host = RobotHost(robot, cfg)
+        result = {}
+        thread = threading.Thread(target=lambda: result.setdefault("code", host.run(max_time_s=30)), daemon=True)
+        try:
+            robot.send_action({k: 0.0 for k in STATE_KEYS} | {"x.vel": 0.1})  # the base is moving
+            thread.start()
+            time.sleep(0.5)
+            assert host.stats.observations + host.stats.dropped_observations > 0  # captured (no client: dropped)
+            assert host.stats.read_failures == 0
+            assert emu.servo(7).get("Goal_Velocity") != 0  # no watchdog stop within this test
+            emu.servo(4).faults.silent = True  # wrist flex stops answering
+            thread.join(timeout=20)
+            assert result.get("code") == EXIT_READ_FAILURES == 3
+            assert host.stats.read_failures >= 4
+            # On the way out the host stopped the base: the wheels still answer and were told 0.
+            assert all(emu.servo(i).get("Goal_Velocity") == 0 for i in (7, 8, 9))
+        finally:
+            host.close()
+            emu.servo(4).faults.silent = False
+            robot.disconnect()
+        assert not any(s.get("Torque_Enable") for s in emu.servos)  # release_on_exit (default True)
