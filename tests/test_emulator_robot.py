@@ -153,3 +153,35 @@ def test_host_exits_3_when_a_servo_stops_answering(tmp_path):
             emu.servo(4).faults.silent = False
             robot.disconnect()
         assert not any(s.get("Torque_Enable") for s in emu.servos)  # release_on_exit (default True)
+
+
+def test_host_exits_3_when_the_bus_is_unplugged(tmp_path, caplog):
+    """The pty closes mid-run (USB cable out): reads fail, the host gives up with exit 3, and stopping the
+    base and releasing the arm report the dead bus instead of raising out of the host."""
+    from lekiwi_drift.link.host import EXIT_READ_FAILURES, RobotHost
+    from lekiwi_drift.link.ports import free_loopback_ports
+    from lekiwi_drift.robots.lekiwi import make_lekiwi
+
+    emu = EmulatedBus(follower_servos()).start()
+    try:
+        cal = _calibration()
+        _flash(emu, cal)
+        (tmp_path / "emu.json").write_text(json.dumps(cal))
+        cmd, obs = free_loopback_ports(2)
+        cfg = _config(tmp_path, emu.port, max_failures=4, bind="127.0.0.1", port_cmd=cmd, port_obs=obs)
+        robot = make_lekiwi(cfg)
+        robot.connect()
+        host = RobotHost(robot, cfg)
+        result = {}
+        thread = threading.Thread(target=lambda: result.setdefault("code", host.run(max_time_s=30)), daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        emu.close()
+        thread.join(timeout=20)
+        host.close()
+        assert result.get("code") == EXIT_READ_FAILURES
+        robot.disconnect()  # does not raise: the bus is gone and it says so
+        assert "could not stop the base, the motor bus does not answer" in caplog.text
+        assert "could not release the arm" in caplog.text
+    finally:
+        emu.close()

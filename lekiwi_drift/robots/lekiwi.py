@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import functools
+import logging
+import termios
 from pathlib import Path
 
 from lekiwi_drift.config.robot import ConfigError, RobotConfig
+
+log = logging.getLogger(__name__)
+
+# What a FeetechMotorsBus raises once its port is gone: LeRobot's ConnectionError, pyserial's
+# SerialException (an OSError), and termios.error from pyserial's flush (not an OSError).
+_BUS_GONE = (ConnectionError, OSError, termios.error)
 
 _ROTATIONS = {0: "NO_ROTATION", 90: "ROTATE_90", 180: "ROTATE_180", -90: "ROTATE_270", 270: "ROTATE_270"}
 
@@ -94,5 +102,41 @@ def _checked_lekiwi():
             for cam in self.cameras.values():
                 cam.connect()
             self.configure()
+
+        # scservo_sdk sets `port_handler.is_using` for a transaction and clears it at the end; a serial
+        # exception in between (cable pulled, pty closed) leaves it set, and every later transaction then
+        # fails with "Port is in use!" even once the bus is back. LeRobot clears it in disconnect() only.
+        # The host drives this bus from one thread, so no transaction can be in flight here: clear it.
+        def _unwedge(self) -> None:
+            self.bus.port_handler.is_using = False
+
+        def get_observation(self):
+            self._unwedge()
+            return super().get_observation()
+
+        def send_action(self, action):
+            self._unwedge()
+            return super().send_action(action)
+
+        def stop_base(self) -> None:
+            """Stop the wheels; if the bus is gone, say so loudly instead of raising: the host is on its
+            way out (exit 3 after too many read failures) and must still release what it can."""
+            self._unwedge()
+            try:
+                super().stop_base()
+            except _BUS_GONE as exc:
+                log.critical("could not stop the base, the motor bus does not answer (%s): cut the robot's power", exc)
+
+        def disconnect(self) -> None:
+            self.stop_base()
+            self._unwedge()
+            try:
+                self.bus.disconnect(self.config.disable_torque_on_disconnect)
+            except _BUS_GONE as exc:
+                log.critical("could not release the arm, the motor bus does not answer (%s)", exc)
+                if self.bus.port_handler.is_open:
+                    self.bus.port_handler.closePort()
+            for cam in self.cameras.values():
+                cam.disconnect()
 
     return CheckedLeKiwi
