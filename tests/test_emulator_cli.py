@@ -84,7 +84,7 @@ def rig(tmp_path_factory):
     cmd, obs = free_loopback_ports(2)
     proc = Proc(
         "sim", "buses", "--config-out", "emu.yaml", "--calibration-dir", str(work / "cal"),
-        "--port-cmd", str(cmd), "--port-obs", str(obs), cwd=work,
+        "--port-cmd", str(cmd), "--port-obs", str(obs), "--cameras", "front", "--camera-size", "64x48", cwd=work,
     )  # fmt: skip
     try:
         proc.expect("ready", timeout=120)
@@ -186,6 +186,14 @@ def test_calibrate_leader_and_follower_then_serve_the_stock_wire(rig):
             assert ((pose1[0] - pose0[0]) ** 2 + (pose1[1] - pose0[1]) ** 2) ** 0.5 > 0.08  # the sim base drove
         finally:
             client.disconnect()
+
+        # Our RobotLink on the same host: the sim's front camera came through LeRobot's camera registry.
+        from lekiwi_drift.link.client import RobotLink
+
+        with RobotLink(cfg, expected_cameras=["front"]) as link:
+            first = link.connect(timeout_s=15)
+            assert first.images["front"].shape == (48, 64, 3) and first.images["front"].std() > 5
+            assert first.state_dict()["arm_shoulder_pan.pos"] == pytest.approx(25.0, abs=3.0)
     finally:
         host.send("")
         code = host.stop()

@@ -31,6 +31,11 @@ def add_parser(cmds) -> None:
     p.add_argument("--leader-link", help="also expose the leader bus at this path (a symlink)")
     p.add_argument("--port-cmd", type=int, default=5555, help="host.port_cmd written into the config")
     p.add_argument("--port-obs", type=int, default=5556, help="host.port_obs written into the config")
+    p.add_argument(
+        "--cameras", nargs="*", default=["front", "wrist", "top"], help="sim cameras to serve (none: no cameras)"
+    )
+    p.add_argument("--camera-size", default="320x240", metavar="WxH", help="sim camera size (default: %(default)s)")
+    p.add_argument("--camera-fps", type=float, default=15.0, help="sim camera rate (default: %(default)s)")
     p.add_argument("--item", default="salt_bottle")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
@@ -81,6 +86,12 @@ def handle_command(rig, line: str) -> str:
 def run(args) -> int:
     from lekiwi_drift.emulator.rig import EmulatorRig, RigConfig
 
+    try:
+        w, h = (int(v) for v in args.camera_size.lower().split("x"))
+    except ValueError:
+        print(f"lekiwi-drift sim buses: --camera-size {args.camera_size!r} is not WxH, e.g. 320x240", file=sys.stderr)
+        return 2
+
     rig = EmulatorRig(
         RigConfig(
             follower_link=args.follower_link,
@@ -91,6 +102,9 @@ def run(args) -> int:
             item=args.item,
             seed=args.seed,
             host_ports=(args.port_cmd, args.port_obs),
+            cameras=tuple(args.cameras),
+            camera_size=(w, h),
+            camera_fps=args.camera_fps,
         )
     )
     stop = threading.Event()

@@ -7,6 +7,8 @@ and an SO-101 leader bus, each on its own pty; plus the robot config that points
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,10 @@ class RigConfig:
     seed: int = 0
     host_ports: tuple[int, int] = (5555, 5556)  # port_cmd, port_obs written into the config
     extra: dict = field(default_factory=dict)  # more top-level config fields to write (tests, operators)
+    cameras: tuple[str, ...] = ()  # sim cameras to render and serve to LeRobot (front, wrist, top)
+    camera_size: tuple[int, int] = (320, 240)  # width, height
+    camera_fps: float = 15.0
+    frames_dir: str = "/dev/shm"  # where the shared frame files live (emulator/camera.py)
 
 
 class EmulatorRig:
@@ -46,6 +52,9 @@ class EmulatorRig:
         self.follower_sim = None
         self.follower: EmulatedBus | None = None
         self.leader: EmulatedBus | None = None
+        self.slots: dict = {}  # camera name -> FrameSlot
+        self._publish_stop = threading.Event()
+        self._publisher: threading.Thread | None = None
 
     def start(self) -> EmulatorRig:
         from lekiwi_drift.emulator.sim_drive import SimFollower
@@ -53,8 +62,23 @@ class EmulatorRig:
         from lekiwi_drift.sim.robot import SimLeKiwi
 
         cfg = self.config
-        self.sim = SimLeKiwi(SimConfig(item=cfg.item, seed=cfg.seed, clock="realtime", render=False))
+        w, h = cfg.camera_size
+        sim_cfg = SimConfig(item=cfg.item, seed=cfg.seed, clock="realtime", render=bool(cfg.cameras))
+        if cfg.cameras:
+            sim_cfg = SimConfig(
+                item=cfg.item, seed=cfg.seed, clock="realtime", camera_names=tuple(cfg.cameras), width=w, height=h,
+                camera_fps=cfg.camera_fps,
+            )  # fmt: skip
+        self.sim = SimLeKiwi(sim_cfg)
         self.sim.connect()
+        if cfg.cameras:
+            from lekiwi_drift.emulator.camera import FrameSlot
+
+            for name in cfg.cameras:
+                path = Path(cfg.frames_dir) / f"lekiwi_emu_{os.getpid()}_{name}"
+                self.slots[name] = FrameSlot(path, h, w, create=True)
+            self._publisher = threading.Thread(target=self._publish, name="emu-cameras", daemon=True)
+            self._publisher.start()
         self.follower_sim = SimFollower(self.sim)
         self.follower = EmulatedBus(
             follower_servos(self.follower_sim.drive), BusConfig("follower", cfg.follower_link)
@@ -62,7 +86,22 @@ class EmulatorRig:
         self.leader = EmulatedBus(leader_servos(), BusConfig("leader", cfg.leader_link)).start()
         return self
 
+    def _publish(self) -> None:
+        """Copy the sim's newest frames into the shared slots, at the cameras' rate."""
+        period = 1.0 / self.config.camera_fps
+        while not self._publish_stop.wait(period):
+            obs = self.sim.get_observation()
+            for name, slot in self.slots.items():
+                slot.write(obs[name])
+
     def close(self) -> None:
+        self._publish_stop.set()
+        if self._publisher is not None:
+            self._publisher.join(timeout=5.0)
+        for slot in self.slots.values():
+            slot.close()
+            slot.path.unlink(missing_ok=True)
+        self.slots = {}
         for bus in (self.follower, self.leader):
             if bus is not None:
                 bus.close()
@@ -114,7 +153,16 @@ class EmulatorRig:
             "leader_port": self.leader.port,
             "leader_id": cfg.leader_id,
             "calibration_dir": str(cfg.calibration_dir),
-            "cameras": [],
+            "cameras": [
+                {
+                    "name": name,
+                    "device": f"emu:{slot.path}",
+                    "width": cfg.camera_size[0],
+                    "height": cfg.camera_size[1],
+                    "fps": int(cfg.camera_fps),
+                }
+                for name, slot in self.slots.items()
+            ],
             "host": {
                 "address": "127.0.0.1",
                 "bind": "127.0.0.1",

@@ -33,7 +33,9 @@ def make_lekiwi(cfg: RobotConfig):
             "robot first (or set calibration_dir / id in the config)"
         )
     cameras = {
-        cam.name: OpenCVCameraConfig(
+        cam.name: _emulated_camera(cam)
+        if cam.device.startswith("emu:")  # frames from `lekiwi-drift sim buses` (docs/emulator.md)
+        else OpenCVCameraConfig(
             index_or_path=cam.device,
             fps=cam.fps,
             width=cam.width,
@@ -55,6 +57,12 @@ def make_lekiwi(cfg: RobotConfig):
         max_relative_target=None,
     )
     return _checked_lekiwi()(lk_cfg)
+
+
+def _emulated_camera(cam):
+    from lekiwi_drift.emulator.config_camera import EmulatedCameraConfig
+
+    return EmulatedCameraConfig(path=cam.device.removeprefix("emu:"), fps=cam.fps, width=cam.width, height=cam.height)
 
 
 def calibration_mismatch(bus) -> list[str]:
