@@ -119,6 +119,14 @@ class LeKiwiShopEnv(gym.Env):
             self._sim.disconnect()
             self._sim = None
 
+    @property
+    def sim(self):
+        """The lockstep `SimLeKiwi` behind the env (built on the first reset): privileged state for the
+        scripted expert and for tests. Acting through it bypasses the episode's bookkeeping."""
+        if self._sim is None:
+            raise RuntimeError("LeKiwiShopEnv.sim before reset(): the sim is built on the first reset")
+        return self._sim
+
     # -- internals --------------------------------------------------------------------------------------
     def _ensure_sim(self):
         if self._sim is None:
