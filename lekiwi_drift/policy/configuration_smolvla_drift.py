@@ -8,10 +8,10 @@ with `flow_steps` steps.
 
 How LeRobot 0.6.1 finds this policy (`lerobot/policies/factory.py`), with no shim:
 - the type: `@PreTrainedConfig.register_subclass("smolvla_drift")` below adds this class to draccus'
-  choice registry when this module is imported. 0.6.1 has no entry-point discovery for a package named
-  like ours (`register_third_party_plugins` only imports distributions named `lerobot_policy_*`), so
-  the registration runs on import: `import lekiwi_drift.policy` (our CLI, loader and tests do this), or
-  `--policy.discover_packages_path=lekiwi_drift.policy` on LeRobot's own scripts (its `load_plugin`).
+  choice registry when this module is imported: `import lekiwi_drift.policy` (our CLI, loader and tests
+  do this). LeRobot's own scripts import it through the plugin distribution
+  `lerobot_policy_smolvla_drift` (plugins/, installed by the README's install command): 0.6.1's
+  `register_third_party_plugins` imports every installed distribution named `lerobot_policy_*`.
   Then `make_policy_config("smolvla_drift")` returns this class.
 - the policy class: `get_policy_class` drops "Config" from the class name (+ "Policy") and swaps
   "configuration_" for "modeling_" in this module's path: `modeling_smolvla_drift.SmolVLADriftPolicy`.
