@@ -24,7 +24,7 @@ def _tty(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def bar(total: int, desc: str, unit: str = "it", stream: TextIO | None = None):
+def bar(total: int, desc: str, unit: str = "it", stream: TextIO | None = None, disable: bool = False):
     """A tqdm bar on stderr; use as a context manager and call `.update()` / `.set_postfix_str()`."""
     from tqdm.auto import tqdm
 
@@ -37,6 +37,7 @@ def bar(total: int, desc: str, unit: str = "it", stream: TextIO | None = None):
         dynamic_ncols=True,
         mininterval=0.1 if _tty(stream) else LOG_INTERVAL_S,
         leave=True,
+        disable=disable,
     )
 
 

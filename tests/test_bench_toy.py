@@ -120,8 +120,12 @@ def test_quick_study_runs_end_to_end(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     toy.add_arguments(parser)
     # Its speed ("--quick" is a < 30 s smoke run) is a benchmark figure, not a unit-test assertion.
-    assert toy.run(parser.parse_args(["--quick", "--out", str(tmp_path)])) == 0
-    out = capsys.readouterr().out
+    args = parser.parse_args(["--quick", "--out", str(tmp_path)])
+    assert toy.run(args) == 0
+    out, err = capsys.readouterr()
+    steps = sum(spec.steps for spec in toy.plan(args))  # --quick set the sizes
+    assert "training: 100%" in err and f"{steps}/{steps}" in err  # progress of every step, on stderr
+    assert out.count("steps in") == len(toy.plan(args))  # a result line per run, on stdout
     for row in (
         "true sampler",
         "drift-action_dim",

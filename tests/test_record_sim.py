@@ -65,7 +65,8 @@ def test_record_three_episodes_then_train(tmp_path, tiny_vlm_dir, capsys):
 
     root = tmp_path / "demos"
     assert main(teleop_argv(root, 3, 2.0)) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"episode 3/3: saving 60 frames to {root}: done in" in err  # the save's progress, on stderr
     # (No "dropped" claim here: a lockstep sim waits for every tick, so nothing can drop by construction.
     # test_realtime_recording_counts_every_dropped_frame makes frames drop and checks the count.)
     assert "episode 3/3: saved 60 frames" in out

@@ -282,8 +282,11 @@ def test_cli_eval_expert_prints_the_table(capsys):
     from lekiwi_drift.cli.main import main
 
     assert main(["sim", "eval-expert", "--items", "matcha_tin", "--episodes", "1", "--first-seed", "20"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "matcha_tin" in out and "1/1" in out
+    # progress on stderr (stdout stays the table): the bar's end state names the last episode
+    assert "scripted expert: 100%" in err and "1/1" in err and "matcha_tin seed 20: solved; 1 solved" in err
+    assert "scripted expert:" not in out
 
 
 def test_snapshot_writes_pngs_and_gif(tmp_path):

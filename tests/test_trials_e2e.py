@@ -149,6 +149,9 @@ def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
         telemetry = json.loads(r["telemetry"])
         assert telemetry["chunks"] >= 1 and telemetry["duration_s"] > 0
     assert "pairwise Fisher" in run.stdout
+    # headless progress on stderr (a log here: lines, no bar): start-up messages, a line per scored trial
+    assert "robot: loading policy 3/3" in run.stderr
+    assert all(f"[{k}/3 done] trial {k} " in run.stderr for k in (1, 2, 3))
 
     report = lekiwi(tiny_project, "trials", "report", dbs[0].stem, timeout=60)
     assert report.returncode == 0, report.stderr

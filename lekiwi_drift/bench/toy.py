@@ -18,6 +18,7 @@ the floor each metric can reach with this many samples. Results: mean +- std ove
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -107,8 +108,9 @@ def generate(run, ctx, per_context: int, steps: int, seed: int):
     return (z * run.std + run.mean).view(e, per_context, CHUNK, len(CHANNELS))
 
 
-def run_study(args, progress=print) -> dict:
-    """Train and evaluate every run; returns {"rows": {name: [metrics per seed]}, "meta": ...}."""
+def run_study(args, progress=print, on_steps=None) -> dict:
+    """Train and evaluate every run; returns {"rows": {name: [metrics per seed]}, "meta": ...}.
+    `progress`: a line per trained run; `on_steps(n)`: n more optimiser steps done (a progress bar)."""
     from lekiwi_drift.bench.toy_data import normalisation_stats
     from lekiwi_drift.bench.toy_metrics import sample_metrics
     from lekiwi_drift.bench.toy_train import train
@@ -121,7 +123,16 @@ def run_study(args, progress=print) -> dict:
     runs_meta, examples = [], {}
     t_start = time.perf_counter()
     for i, spec in enumerate(specs, 1):
-        run = train(spec)
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            on_steps(1)
+
+        run = train(spec, on_step=step if on_steps is not None else None)
+        if on_steps is not None and done < spec.steps:
+            on_steps(spec.steps - done)  # a diverged run stops early: the bar still adds up
         for name, steps in samplers_for(spec):
             gen = generate(run, ctx, args.per_context, steps, spec.seed)
             m = sample_metrics(gen, true_a, ctx, run.std)
@@ -163,6 +174,7 @@ def run(args) -> int:
     import torch
 
     from lekiwi_drift.bench.toy_report import format_table, summarise, write_plots
+    from lekiwi_drift.progress import bar
 
     if args.quick:
         args.seeds, args.steps, args.batch, args.contexts, args.per_context = 2, 20, 16, 8, 32
@@ -174,7 +186,10 @@ def run(args) -> int:
             f"eval {args.contexts} contexts x {args.per_context} samples, {args.threads} thread(s)",
             flush=True,
         )
-        study = run_study(args, progress=lambda line: print(line, flush=True))
+        # Each run trains silently for up to minutes: a bar of optimiser steps on stderr, the per-run
+        # lines (results) on stdout through the bar, so the two do not tear each other on a terminal.
+        with bar(sum(s.steps for s in plan(args)), "training", unit="step") as pbar:
+            study = run_study(args, progress=lambda line: pbar.write(line, file=sys.stdout), on_steps=pbar.update)
     finally:
         torch.set_num_threads(threads)
     summary = summarise(study["rows"])

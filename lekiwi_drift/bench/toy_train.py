@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -117,9 +118,10 @@ def _loss(spec: RunSpec, model: ToyGenerator, ctx, demo, gen: torch.Generator) -
         return loss
 
 
-def train(spec: RunSpec) -> TrainedRun:
+def train(spec: RunSpec, on_step: Callable[[], object] | None = None) -> TrainedRun:
     """Train one generator. The data set depends on the seed only, so every method of a seed sees the
-    same demonstrations; init and noise are seeded too, so a run is reproducible."""
+    same demonstrations; init and noise are seeded too, so a run is reproducible. `on_step`: called
+    after every optimiser step (a progress bar)."""
     data_gen = torch.Generator().manual_seed(10_000 + spec.seed)
     contexts = sample_contexts(spec.train_size, data_gen)
     chunks = sample_chunks(contexts, data_gen).chunks
@@ -148,5 +150,7 @@ def train(spec: RunSpec) -> TrainedRun:
         opt.step()
         sched.step()
         last = loss.item()
+        if on_step is not None:
+            on_step()
     model.eval()
     return TrainedRun(spec, model, mean, std, last, time.perf_counter() - t0, diverged)

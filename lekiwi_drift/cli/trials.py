@@ -188,6 +188,40 @@ def _log_to_file(path: Path | None):
                 root.addHandler(h)
 
 
+class _HeadlessProgress:
+    """`--headless`: nothing is on screen, so the start-up and every scored trial go to stderr (a session of
+    60 sim trials runs for many minutes): on a terminal under a bar of trials done, in a log as lines."""
+
+    def __init__(self, session):
+        from lekiwi_drift.progress import bar
+
+        self.session = session
+        self.bar = None
+        if sys.stderr.isatty():
+            self.bar = bar(session.total, "trials", unit="trial")
+            self.bar.update(session.done)
+
+    def _line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def message(self, text: str) -> None:
+        self._line(f"robot: {text}")
+
+    def trial(self, row) -> None:
+        s = self.session
+        what = row.outcome + (f" ({row.reason})" if row.reason and row.outcome != "timeout" else "")
+        self._line(f"[{s.done}/{s.total} done] trial {row.slot + 1} {s.label(row.policy)}: {what}")
+        if self.bar is not None:
+            self.bar.update(s.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_tui(args) -> int:
     if args.headless and not args.auto:
         print("lekiwi-drift trials: --headless needs --auto (nobody could press a key)", file=sys.stderr)
@@ -210,8 +244,15 @@ def run_tui(args) -> int:
             scene_seed=session.protocol.scene_seed,
             video_dir=video_dir,
         )
+        progress = _HeadlessProgress(session) if args.headless else None
         app = TrialsApp(
-            session, backend, auto=args.auto, first_paint_exit=args.first_paint_exit, exit_when_done=args.headless
+            session,
+            backend,
+            auto=args.auto,
+            first_paint_exit=args.first_paint_exit,
+            exit_when_done=args.headless,
+            on_progress=progress.message if progress else None,
+            on_trial=progress.trial if progress else None,
         )
         log_path = None if args.headless else session.store.path.with_suffix(".log")
         try:
@@ -219,6 +260,8 @@ def run_tui(args) -> int:
                 code = app.run(headless=args.headless)
         finally:
             backend.close()
+            if progress is not None:
+                progress.close()
         if args.first_paint_exit:
             print(f"first_paint_monotonic={app.first_paint_at} torch_imported={app.torch_before_first_paint}")
             return 0

@@ -82,8 +82,25 @@ def format_table(results: dict[str, list[EpisodeResult]], wall_s: float | None =
 
 
 def timed_evaluation(
-    items: Sequence[str], episodes: int, first_seed: int = 0, time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    items: Sequence[str],
+    episodes: int,
+    first_seed: int = 0,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    show_progress: bool = True,
 ) -> tuple[dict[str, list[EpisodeResult]], float]:
+    """`evaluate_expert` and its wall time; `show_progress`: a bar on stderr (a full table takes minutes)."""
+    from lekiwi_drift.progress import bar
+
     t0 = time.monotonic()
-    results = evaluate_expert(items, episodes, first_seed, time_limit_s)
+    solved = 0
+    with bar(len(items) * episodes, "scripted expert", unit="episode", disable=not show_progress) as pbar:
+
+        def tick(res: EpisodeResult) -> None:
+            nonlocal solved
+            solved += res.success
+            verdict = "solved" if res.success else "failed"
+            pbar.set_postfix_str(f"{res.item} seed {res.seed}: {verdict}; {solved} solved")
+            pbar.update(1)
+
+        results = evaluate_expert(items, episodes, first_seed, time_limit_s, progress=tick)
     return results, time.monotonic() - t0

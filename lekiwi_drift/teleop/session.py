@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from lekiwi_drift.link.client import LinkTimeout
 from lekiwi_drift.link.wire import Observation
+from lekiwi_drift.progress import Spinner
 from lekiwi_drift.teleop import keyboard as kb
 from lekiwi_drift.teleop.noise import ActionNoise, NoiseConfig
 from lekiwi_drift.teleop.sources import SourceError, action_vector, clamp_action, stop_base_action
@@ -149,7 +150,9 @@ class TeleopSession:
                 self.result.rerecorded += 1
                 self._say(f"{self._label}: discarded, recording it again")
                 continue
-            frames = self.recorder.save_episode()
+            # Encoding the videos and writing parquet takes seconds (more on a Pi): say so on stderr.
+            with Spinner(f"{self._label}: saving {self.recorder.frames} frames to {self.recorder.root}"):
+                frames = self.recorder.save_episode()
             self.result.saved.append(frames)
             done += 1
             self._say(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import App
@@ -34,8 +35,13 @@ class TrialsApp(App[int]):
         first_paint_exit: bool = False,
         exit_when_done: bool = False,
         export_report: bool = True,
+        on_progress: Callable[[str], None] | None = None,
+        on_trial: Callable[[Any], None] | None = None,
     ):
+        """`on_progress`: also gets the robot side's start-up messages (loading policies takes a while);
+        `on_trial`: called with each trial row once it is committed. `--headless` shows both on stderr."""
         super().__init__()
+        self.on_progress, self.on_trial = on_progress, on_trial
         self.session = session
         self.backend = backend
         self.auto = auto
@@ -147,6 +153,8 @@ class TrialsApp(App[int]):
             checkpoint_hash=digest,
         )
         # The row is committed; only now does the next screen show.
+        if self.on_trial is not None:
+            self.on_trial(row)
         what = row.outcome + (f" ({row.reason})" if row.reason and row.outcome != "timeout" else "")
         counted = "" if row.counted else ", not counted: this trial runs again"
         how = "auto-scored" if scored_by == "auto" else "scored"

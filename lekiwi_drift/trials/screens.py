@@ -72,8 +72,14 @@ class PrepareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def start_backend(self) -> None:
         app = self.app
+
+        def progress(msg: str) -> None:
+            app.call_from_thread(self.set_status, msg)
+            if app.on_progress is not None:
+                app.on_progress(msg)
+
         try:
-            app.backend.start(lambda msg: app.call_from_thread(self.set_status, msg))
+            app.backend.start(progress)
         except Exception as exc:  # shown on screen; the session on disk is untouched
             app.call_from_thread(app.backend_failed, f"{type(exc).__name__}: {exc}")
             return
