@@ -2,6 +2,7 @@
 
 Commands, one a line:
   sweep follower|leader     move the arm's joints through their ranges (for LeRobot's calibration)
+  play leader wave|stop     a demonstrator moves the leader along a fixed path (teleop without hands)
   fault follower|leader ID silent|corrupt N|overload|ok
                             a servo stops answering / sends N bad checksums / trips overload / recovers
   unplug follower|leader    close that bus's pty (as pulling its USB cable)
@@ -36,6 +37,12 @@ def add_parser(cmds) -> None:
     )
     p.add_argument("--camera-size", default="320x240", metavar="WxH", help="sim camera size (default: %(default)s)")
     p.add_argument("--camera-fps", type=float, default=15.0, help="sim camera rate (default: %(default)s)")
+    p.add_argument(
+        "--factory",
+        action="store_true",
+        help="start with factory servos (default: write existing calibration files into them, as real servos "
+        "keep their calibration across power cycles)",
+    )
     p.add_argument("--item", default="salt_bottle")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
@@ -70,6 +77,9 @@ def handle_command(rig, line: str) -> str:
                 else:
                     return f"error: unknown fault {kind!r}; use silent, corrupt N, overload or ok"
             return f"ok fault {' '.join(args)}"
+        if cmd == "play" and len(args) == 2 and args[0] == "leader":
+            rig.play_leader(args[1])
+            return f"ok play leader {args[1]}"
         if cmd == "unplug" and len(args) == 1:
             rig.bus(args[0]).close()
             return f"ok unplugged {args[0]}"
@@ -105,6 +115,7 @@ def run(args) -> int:
             cameras=tuple(args.cameras),
             camera_size=(w, h),
             camera_fps=args.camera_fps,
+            restore_calibration=not args.factory,
         )
     )
     stop = threading.Event()
@@ -113,6 +124,9 @@ def run(args) -> int:
         path = rig.write_config(args.config_out)
         print(f"follower bus (LeKiwi arm 1-6, wheels 7-9): {rig.follower.port}", flush=True)
         print(f"leader bus (SO-101, 1-6): {rig.leader.port}", flush=True)
+        for name, src in rig.restored.items():
+            if src:
+                print(f"{name} servos hold the calibration in {src}", flush=True)
         print(f"robot config: {path}", flush=True)
         print("ready", flush=True)
 

@@ -6,6 +6,7 @@ and an SO-101 leader bus, each on its own pty; plus the robot config that points
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -15,10 +16,11 @@ from pathlib import Path
 import yaml
 
 from lekiwi_drift.emulator.bus import BusConfig, EmulatedBus
-from lekiwi_drift.emulator.hands import SweepPlan, SweepResult, sweep
+from lekiwi_drift.emulator.hands import Playback, SweepPlan, SweepResult, play, sweep, wave_value
 from lekiwi_drift.emulator.layouts import (
     ARM_HALF_RANGE,
     ARM_JOINTS,
+    ARM_MIDDLE,
     FOLLOWER_IDS,
     LEADER_IDS,
     follower_servos,
@@ -43,6 +45,10 @@ class RigConfig:
     camera_size: tuple[int, int] = (320, 240)  # width, height
     camera_fps: float = 15.0
     frames_dir: str = "/dev/shm"  # where the shared frame files live (emulator/camera.py)
+    # Servos keep their calibration in EEPROM across power cycles; an emulator restart is a fresh set of
+    # factory servos. True: write <calibration_dir>/<id>.json into them at start, as if they were the
+    # servos that file was made on.
+    restore_calibration: bool = True
 
 
 class EmulatorRig:
@@ -53,6 +59,8 @@ class EmulatorRig:
         self.follower: EmulatedBus | None = None
         self.leader: EmulatedBus | None = None
         self.slots: dict = {}  # camera name -> FrameSlot
+        self.leader_playback: Playback | None = None
+        self.restored: dict[str, str | None] = {}  # bus name -> calibration file written into its servos
         self._publish_stop = threading.Event()
         self._publisher: threading.Thread | None = None
 
@@ -84,7 +92,28 @@ class EmulatorRig:
             follower_servos(self.follower_sim.drive), BusConfig("follower", cfg.follower_link)
         ).start()
         self.leader = EmulatedBus(leader_servos(), BusConfig("leader", cfg.leader_link)).start()
+        if cfg.restore_calibration:
+            for bus, device_id in ((self.follower, cfg.robot_id), (self.leader, cfg.leader_id)):
+                self.restored[bus.config.name] = self._restore(bus, Path(cfg.calibration_dir) / f"{device_id}.json")
         return self
+
+    @staticmethod
+    def _restore(bus: EmulatedBus, path: Path) -> str | None:
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        with bus.lock:
+            for name, c in data.items():
+                try:
+                    servo = bus.servo(int(c["id"]))
+                    servo.set("Lock", 0)
+                    servo.set("Homing_Offset", int(c["homing_offset"]))
+                    servo.set("Min_Position_Limit", int(c["range_min"]))
+                    servo.set("Max_Position_Limit", int(c["range_max"]))
+                    servo.set("Lock", 1)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(f"{path}: entry {name!r} is not a LeRobot motor calibration ({exc})") from exc
+        return str(path)
 
     def _publish(self) -> None:
         """Copy the sim's newest frames into the shared slots, at the cameras' rate."""
@@ -139,6 +168,32 @@ class EmulatorRig:
         if which == "follower":
             return sweep(bus, SweepPlan(ranges, seconds_per_joint=1.6, dwell_s=0.5))
         return sweep(bus, SweepPlan(ranges))
+
+    def play_leader(self, script: str = "wave") -> Playback:
+        """A demonstrator moves the leader along `hands.WAVE` (LeRobot degrees / gripper percent, for a
+        leader calibrated around `ARM_MIDDLE`); "stop" stops it where it is."""
+        if self.leader_playback is not None:
+            self.leader_playback.stop.set()
+            self.leader_playback = None
+        if script == "stop":
+            return Playback()
+        if script != "wave":
+            raise ValueError(f"unknown leader script {script!r}; use 'wave' or 'stop'")
+        steps_per_deg = 4096 / 360
+
+        def path(t: float) -> dict[int, float]:
+            out = {}
+            for joint, sid in LEADER_IDS.items():
+                value = wave_value(joint, t)
+                if joint == "gripper":
+                    lo = ARM_MIDDLE[joint] - ARM_HALF_RANGE[joint]
+                    out[sid] = lo + value / 100 * 2 * ARM_HALF_RANGE[joint]
+                else:
+                    out[sid] = ARM_MIDDLE[joint] + value * steps_per_deg
+            return out
+
+        self.leader_playback = play(self.leader, path)
+        return self.leader_playback
 
     def base_pose(self) -> tuple[float, float, float]:
         with self.sim._lock:
