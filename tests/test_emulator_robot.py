@@ -185,3 +185,50 @@ def test_host_exits_3_when_the_bus_is_unplugged(tmp_path, caplog):
         assert "could not release the arm" in caplog.text
     finally:
         emu.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", [True, False])
+def test_ctrl_c_stops_the_base_and_releases_the_arm_as_configured(tmp_path, release):
+    """`lekiwi-drift host` (its own process) on an emulated bus served from this one; Ctrl-C (SIGINT)
+    stops the base and, per host.release_on_exit, releases the arm or leaves it holding."""
+    import os
+    import signal
+    import subprocess
+
+    import yaml
+
+    from lekiwi_drift.link.ports import free_loopback_ports
+
+    with EmulatedBus(follower_servos()) as emu:
+        cal = _calibration()
+        _flash(emu, cal)
+        (tmp_path / "emu.json").write_text(json.dumps(cal))
+        cmd, obs = free_loopback_ports(2)
+        config = {
+            "id": "emu", "port": emu.port, "calibration_dir": str(tmp_path), "cameras": [],
+            "host": {"bind": "127.0.0.1", "port_cmd": cmd, "port_obs": obs, "release_on_exit": release,
+                     "watchdog_ms": 60000},
+        }  # fmt: skip
+        (tmp_path / "emu.yaml").write_text(yaml.safe_dump(config))
+        host = subprocess.Popen(
+            [sys.executable, "-m", "lekiwi_drift.cli.main", "host", "--config", str(tmp_path / "emu.yaml")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while not all(s.get("Torque_Enable") for s in emu.servos) and time.monotonic() < deadline:
+                assert host.poll() is None, host.stdout.read()
+                time.sleep(0.1)
+            assert all(s.get("Torque_Enable") for s in emu.servos), "the host never configured the robot"
+            for sid in (7, 8, 9):  # the base is moving (as a command left it) when Ctrl-C comes
+                emu.servo(sid).set("Goal_Velocity", 400)
+            host.send_signal(signal.SIGINT)
+            out, _ = host.communicate(timeout=30)
+        finally:
+            if host.poll() is None:
+                host.kill()
+                host.wait()
+        assert host.returncode == 0, out
+        assert all(emu.servo(i).get("Goal_Velocity") == 0 for i in (7, 8, 9)), out
+        assert all(bool(emu.servo(i).get("Torque_Enable")) is not release for i in range(1, 7)), out
