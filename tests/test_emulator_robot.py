@@ -232,3 +232,50 @@ def test_ctrl_c_stops_the_base_and_releases_the_arm_as_configured(tmp_path, rele
         assert host.returncode == 0, out
         assert all(emu.servo(i).get("Goal_Velocity") == 0 for i in (7, 8, 9)), out
         assert all(bool(emu.servo(i).get("Torque_Enable")) is not release for i in range(1, 7)), out
+
+
+def test_corrupt_replies_are_retried_then_skipped(tmp_path):
+    """A status packet with a bad checksum: LeKiwi's read retries (num_read_retries=2) absorb one; three
+    in a row fail that observation, which the host skips and counts, and it keeps serving."""
+    from lekiwi_drift.link.host import RobotHost
+    from lekiwi_drift.link.ports import free_loopback_ports
+    from lekiwi_drift.robots.lekiwi import make_lekiwi
+
+    with EmulatedBus(follower_servos()) as emu:
+        cal = _calibration()
+        _flash(emu, cal)
+        (tmp_path / "emu.json").write_text(json.dumps(cal))
+        cmd, obs = free_loopback_ports(2)
+        cfg = _config(tmp_path, emu.port, bind="127.0.0.1", port_cmd=cmd, port_obs=obs)
+        robot = make_lekiwi(cfg)
+        robot.connect()
+        host = RobotHost(robot, cfg)
+        result = {}
+        thread = threading.Thread(target=lambda: result.setdefault("code", host.run(max_time_s=30)), daemon=True)
+
+        def captured() -> int:
+            return host.stats.observations + host.stats.dropped_observations
+
+        def wait_for(cond, timeout=5.0) -> bool:
+            end = time.monotonic() + timeout
+            while not cond() and time.monotonic() < end:
+                time.sleep(0.01)
+            return cond()
+
+        try:
+            thread.start()
+            assert wait_for(lambda: captured() > 3)
+            emu.servo(2).faults.corrupt_replies = 1
+            assert wait_for(lambda: emu.servo(2).faults.corrupt_replies == 0)
+            assert host.stats.read_failures == 0  # retried
+            emu.servo(2).faults.corrupt_replies = 3
+            assert wait_for(lambda: host.stats.read_failures == 1)
+            before = captured()
+            assert wait_for(lambda: captured() > before + 3)  # still serving
+            assert host.stats.read_failures == 1 and thread.is_alive()
+        finally:
+            host.stop()
+            thread.join(timeout=10)
+            host.close()
+            robot.disconnect()
+        assert result.get("code") == 0
