@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import termios
+import time
 from pathlib import Path
 
 from lekiwi_drift.config.robot import ConfigError, RobotConfig
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 # What a FeetechMotorsBus raises once its port is gone: LeRobot's ConnectionError, pyserial's
 # SerialException (an OSError), and termios.error from pyserial's flush (not an OSError).
 _BUS_GONE = (ConnectionError, OSError, termios.error)
+_CONNECT_TRIES = 3
 
 _ROTATIONS = {0: "NO_ROTATION", 90: "ROTATE_90", 180: "ROTATE_180", -90: "ROTATE_270", 270: "ROTATE_270"}
 
@@ -96,9 +98,29 @@ def _checked_lekiwi():
         the file before any motor is configured or torqued, and a mismatch is a ConfigError naming each
         motor and value; the bus is closed without touching torque."""
 
-        def connect(self, calibrate: bool = True) -> None:
+        def _retry(self, fn, what: str):
+            """A status packet lost at start-up (a USB adapter's first bytes, a loaded machine) fails
+            LeRobot's connect or configure outright; both only read and write settings, so a second try
+            is safe. A motor that is really missing fails all three tries with LeRobot's own message."""
+            for attempt in range(1, _CONNECT_TRIES + 1):
+                try:
+                    return fn()
+                except (ConnectionError, RuntimeError) as exc:
+                    if attempt == _CONNECT_TRIES:
+                        raise
+                    log.warning("%s failed (try %d of %d), retrying: %s", what, attempt, _CONNECT_TRIES, exc)
+                    self._unwedge()
+                    time.sleep(0.2)
+
+        def _open_bus(self) -> None:
+            if self.bus.is_connected:  # a failed handshake leaves the port open
+                self.bus.port_handler.closePort()
             self.bus.connect()
-            mismatch = calibration_mismatch(self.bus) if not self.bus.is_calibrated else []
+
+        def connect(self, calibrate: bool = True) -> None:
+            self._retry(self._open_bus, "motor bus handshake")
+            calibrated = self._retry(lambda: self.bus.is_calibrated, "reading the motors' calibration")
+            mismatch = calibration_mismatch(self.bus) if not calibrated else []
             if mismatch:
                 self.bus.disconnect(disable_torque=False)
                 raise ConfigError(
@@ -109,7 +131,7 @@ def _checked_lekiwi():
                 )
             for cam in self.cameras.values():
                 cam.connect()
-            self.configure()
+            self._retry(self.configure, "configuring the motors")
 
         # scservo_sdk sets `port_handler.is_using` for a transaction and clears it at the end; a serial
         # exception in between (cable pulled, pty closed) leaves it set, and every later transaction then
