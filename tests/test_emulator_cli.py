@@ -137,64 +137,114 @@ def _check_arm(cal: dict, prefix: str, tolerance: int, reach: float) -> None:
     assert (roll["range_min"], roll["range_max"]) == (0, 4095)
 
 
-@pytest.mark.slow
-def test_calibrate_leader_and_follower_then_serve_the_stock_wire(rig):
+@pytest.fixture(scope="module")
+def calibrated(rig):
+    """Both arms calibrated through LeRobot's prompts (`lekiwi-drift calibrate leader|follower`)."""
     rig_proc, work = rig
-    leader = _calibrate(rig_proc, work, "leader")
+    return _calibrate(rig_proc, work, "leader"), _calibrate(rig_proc, work, "follower")
+
+
+@pytest.fixture
+def host(rig, calibrated):
+    """`lekiwi-drift host` serving the emulated robot from the calibrated config."""
+    _, work = rig
+    proc = Proc("host", "--config", "emu.yaml", "--max-time", "90", cwd=work)
+    try:
+        proc.expect("serving", timeout=120)
+        yield proc
+    finally:
+        code = proc.stop()
+    assert code in (0, -15), proc.out[-3000:]
+
+
+@pytest.mark.slow
+def test_calibration_files(calibrated):
+    leader, follower = calibrated
     _check_arm(leader, "", tolerance=2, reach=0.995)  # the leader's shafts are ideal: exact
-    follower = _calibrate(rig_proc, work, "follower")
     _check_arm(follower, "arm_", tolerance=40, reach=0.6)  # the sim arm sags a little under gravity, lags the hand
     for wheel in ("left", "back", "right"):
         c = follower[f"base_{wheel}_wheel"]
         assert (c["homing_offset"], c["range_min"], c["range_max"]) == (0, 0, 4095)
 
-    host = Proc("host", "--config", "emu.yaml", "--max-time", "60", cwd=work)
+
+@pytest.mark.slow
+def test_host_serves_the_emulated_robot_to_stock_and_our_clients(rig, host):
+    rig_proc, work = rig
+    from lerobot.robots.lekiwi import LeKiwiClient, LeKiwiClientConfig
+
+    from lekiwi_drift.config.robot import load_config
+
+    cfg = load_config(work / "emu.yaml")
+    client = LeKiwiClient(
+        LeKiwiClientConfig(
+            remote_ip="127.0.0.1", port_zmq_cmd=cfg.host.port_cmd, port_zmq_observations=cfg.host.port_obs,
+            cameras={},
+        )
+    )  # fmt: skip
+    client.connect()
+    pose0 = [float(v) for v in _console(rig_proc, "pose").split()[2:]]
     try:
-        host.expect("serving", timeout=120)
-        from lerobot.robots.lekiwi import LeKiwiClient, LeKiwiClientConfig
-
-        from lekiwi_drift.config.robot import load_config
-
-        cfg = load_config(work / "emu.yaml")
-        client = LeKiwiClient(
-            LeKiwiClientConfig(
-                remote_ip="127.0.0.1", port_zmq_cmd=cfg.host.port_cmd, port_zmq_observations=cfg.host.port_obs,
-                cameras={},
-            )
-        )  # fmt: skip
-        client.connect()
-        pose0 = [float(v) for v in _console(rig_proc, "pose").split()[2:]]
-        try:
-            target = {k: 0.0 for k in STATE_KEYS} | {"arm_shoulder_pan.pos": 25.0, "arm_elbow_flex.pos": -15.0}
-            target |= {"x.vel": 0.1}
-            deadline = time.monotonic() + 20
-            obs = {}
-            while time.monotonic() < deadline:
-                client.send_action(target)
-                obs = client.get_observation()
-                if abs(obs.get("arm_shoulder_pan.pos", 0) - 25) < 2 and obs.get("x.vel", 0) > 0.08:
-                    break
-                time.sleep(0.05)
-            assert obs["arm_shoulder_pan.pos"] == pytest.approx(25.0, abs=2.0), obs
-            assert obs["arm_elbow_flex.pos"] == pytest.approx(-15.0, abs=3.0), obs
-            assert obs["x.vel"] == pytest.approx(0.1, abs=0.02), obs  # wheel speeds read back as body velocity
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:  # one more second at 0.1 m/s
-                client.send_action(target)
-                time.sleep(0.05)
-            pose1 = [float(v) for v in _console(rig_proc, "pose").split()[2:]]
-            assert ((pose1[0] - pose0[0]) ** 2 + (pose1[1] - pose0[1]) ** 2) ** 0.5 > 0.08  # the sim base drove
-        finally:
-            client.disconnect()
-
-        # Our RobotLink on the same host: the sim's front camera came through LeRobot's camera registry.
-        from lekiwi_drift.link.client import RobotLink
-
-        with RobotLink(cfg, expected_cameras=["front"]) as link:
-            first = link.connect(timeout_s=15)
-            assert first.images["front"].shape == (48, 64, 3) and first.images["front"].std() > 5
-            assert first.state_dict()["arm_shoulder_pan.pos"] == pytest.approx(25.0, abs=3.0)
+        target = {k: 0.0 for k in STATE_KEYS} | {"arm_shoulder_pan.pos": 25.0, "arm_elbow_flex.pos": -15.0}
+        target |= {"x.vel": 0.1}
+        deadline = time.monotonic() + 20
+        obs = {}
+        while time.monotonic() < deadline:
+            client.send_action(target)
+            obs = client.get_observation()
+            if abs(obs.get("arm_shoulder_pan.pos", 0) - 25) < 2 and obs.get("x.vel", 0) > 0.08:
+                break
+            time.sleep(0.05)
+        assert obs["arm_shoulder_pan.pos"] == pytest.approx(25.0, abs=2.0), obs
+        assert obs["arm_elbow_flex.pos"] == pytest.approx(-15.0, abs=3.0), obs
+        assert obs["x.vel"] == pytest.approx(0.1, abs=0.02), obs  # wheel speeds read back as body velocity
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:  # one more second at 0.1 m/s
+            client.send_action(target)
+            time.sleep(0.05)
+        pose1 = [float(v) for v in _console(rig_proc, "pose").split()[2:]]
+        assert ((pose1[0] - pose0[0]) ** 2 + (pose1[1] - pose0[1]) ** 2) ** 0.5 > 0.08  # the sim base drove
     finally:
-        host.send("")
-        code = host.stop()
-    assert code in (0, -15), host.out[-3000:]
+        client.disconnect()
+
+    # Our RobotLink on the same host: the sim's front camera came through LeRobot's camera registry.
+    from lekiwi_drift.link.client import RobotLink
+
+    with RobotLink(cfg, expected_cameras=["front"]) as link:
+        first = link.connect(timeout_s=15)
+        assert first.images["front"].shape == (48, 64, 3) and first.images["front"].std() > 5
+        assert first.state_dict()["arm_shoulder_pan.pos"] == pytest.approx(25.0, abs=3.0)
+
+
+@pytest.mark.slow
+def test_teleop_with_a_scripted_leader_records_the_script(rig, host, tmp_path):
+    """The leader moves along hands.WAVE; `lekiwi-drift teleop --teleop leader --record` through the
+    host writes a LeRobotDataset whose arm actions follow that path."""
+    import yaml
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from lekiwi_drift.emulator.hands import WAVE
+
+    rig_proc, work = rig
+    data = yaml.safe_load((work / "emu.yaml").read_text())
+    data["host"]["connect_timeout_s"] = 30  # a loaded test machine can take a while to start the stream
+    (work / "emu_teleop.yaml").write_text(yaml.safe_dump(data))
+    _console(rig_proc, "play leader wave")
+    root = tmp_path / "wave_demo"
+    try:
+        teleop = Proc(
+            "teleop", "--config", "emu_teleop.yaml", "--teleop", "leader", "--no-keyboard", "--record", str(root),
+            "--episodes", "1", "--episode-time", "5", "--fps", "15", cwd=work,
+        )  # fmt: skip
+        assert teleop.p.wait(180) == 0, teleop.out[-3000:] + "\n--- host:\n" + host.out[-3000:]
+    finally:
+        _console(rig_proc, "play leader stop")
+    ds = LeRobotDataset(f"local/{root.name}", root=root)
+    actions = ds.hf_dataset["action"]
+    names = ds.features["action"]["names"]
+    assert len(actions) >= 30
+    for joint in ("shoulder_pan", "wrist_flex", "gripper"):
+        values = [float(a[names.index(f"arm_{joint}.pos")]) for a in actions]
+        centre, amplitude, _ = WAVE[joint]
+        # The recorded actions swing through the script's range (5 s covers a full period) and stay in it.
+        assert max(values) > centre + 0.7 * amplitude and min(values) < centre - 0.7 * amplitude, (joint, values)
+        assert all(abs(v - centre) <= amplitude + 2.0 for v in values), (joint, values)
