@@ -279,3 +279,30 @@ def test_corrupt_replies_are_retried_then_skipped(tmp_path):
             host.close()
             robot.disconnect()
         assert result.get("code") == 0
+
+
+def test_overload_trip_is_invisible_to_lerobots_sync_read(tmp_path):
+    """A servo trips overload protection: it drops torque and flags bit 0x20 in every status packet.
+    scservo_sdk's GroupSyncRead discards the error byte, so LeKiwi's observations go on as if nothing
+    happened while the joint no longer follows its goal; only a single-motor read reports it."""
+    from lekiwi_drift.robots.lekiwi import make_lekiwi
+
+    with EmulatedBus(follower_servos()) as emu:
+        cal = _calibration()
+        _flash(emu, cal)
+        (tmp_path / "emu.json").write_text(json.dumps(cal))
+        robot = make_lekiwi(_config(tmp_path, emu.port))
+        robot.connect()
+        try:
+            emu.servo(3).faults.overloaded = True
+            action = {k: 0.0 for k in STATE_KEYS} | {"arm_elbow_flex.pos": 30.0, "arm_wrist_flex.pos": 30.0}
+            robot.send_action(action)
+            time.sleep(0.5)
+            obs = robot.get_observation()  # no error: the overload flag is dropped on the way up
+            assert obs["arm_wrist_flex.pos"] == pytest.approx(30.0, abs=0.5)
+            assert abs(obs["arm_elbow_flex.pos"]) < 0.5  # torque off: the elbow stayed where it was
+            with pytest.raises(RuntimeError, match="Overload"):
+                robot.bus.read("Present_Position", "arm_elbow_flex")
+        finally:
+            emu.servo(3).faults.overloaded = False
+            robot.disconnect()
