@@ -61,9 +61,7 @@ def _record_two(tiny_preset, root, cfg, runtime):
         shapes = {n: im.shape[:2] for n, im in first.images.items()}
         source = RolloutSource(policy="tiny", checkpoint_hash=runtime.checkpoint_hash, mode="async")
         recorder = RolloutRecorder(root, TASK, 30, shapes, source).open()
-        loop = ControlLoop(
-            link, runtime, tiny_preset, local.config, latency=LatencyProfile.parse("0"), recorder=recorder
-        )
+        loop = ControlLoop(link, runtime, tiny_preset, local.config, latency=LatencyProfile.parse("0"), taps=[recorder])
         try:
             for seed in (3, 4):
                 link.request({"op": "reset", "item": "salt_bottle", "seed": seed, "scene": 0})

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from lekiwi_drift.live_view import add_display_arguments
 from lekiwi_drift.sim.scene import SCENE_HELP, parse_scene
 
 
@@ -72,6 +73,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-auto-success", action="store_true", help="sim: do not end an episode on `_success`")
     p.add_argument("--runs-dir", default="runs", help="where runs/<timestamp>/ goes (default: ./runs)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    add_display_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -116,6 +118,7 @@ def run(args) -> int:
     from lekiwi_drift.control.preset import load_preset
     from lekiwi_drift.control.runtime import PolicyRuntime
     from lekiwi_drift.control.session import RobotSession, SessionError, SimSpec
+    from lekiwi_drift.live_view import LiveViewError, live_view_from_args
     from lekiwi_drift.policy.checkpoint import PolicyMismatchError
     from lekiwi_drift.record.recorder import DatasetError
 
@@ -166,12 +169,15 @@ def run(args) -> int:
     run_dir = Path(args.runs_dir) / time.strftime("%Y%m%d-%H%M%S")
     session = RobotSession(cfg, sim=sim, latency=args.latency, run_dir=run_dir)
     results = []
-    recorder = None
+    recorder = live = None
     try:
         first = session.open(print)
         if args.record:
             recorder = _open_recorder(args, preset, runtime, run_dir, first)
-        loop = session.add_policy(preset.name, runtime, video_dir=run_dir if args.video else None, recorder=recorder)
+        live = live_view_from_args(args, preset.control_hz)
+        loop = session.add_policy(
+            preset.name, runtime, video_dir=run_dir if args.video else None, recorder=recorder, live=live
+        )
         if session.latency is not None:
             print(f"inference latency charged in sim time: {session.latency.name}")
         print(f"joint limits from {loop.limits_source}; telemetry: {loop.telemetry.path}")
@@ -193,7 +199,7 @@ def run(args) -> int:
                 _save_rollout(recorder, result, args.seed + i if session.is_sim else None)
             if result.interrupted or result.outcome in ("estop", "stale") or stop.is_set():
                 break
-    except (SessionError, DatasetError) as exc:
+    except (SessionError, DatasetError, LiveViewError) as exc:
         print(f"lekiwi-drift run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -202,6 +208,8 @@ def run(args) -> int:
         session.close()
         if recorder is not None:
             recorder.close()
+        if live is not None:
+            live.close()
     _write_summary(run_dir, preset, runtime, args, results)
     return 0 if results and all(r.outcome not in ("error", "stale") for r in results) else 1
 

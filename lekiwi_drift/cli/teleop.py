@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import sys
 
+from lekiwi_drift.live_view import add_display_arguments
 from lekiwi_drift.sim.scene import SCENE_HELP, parse_scene
 
 DEFAULT_TASK = "pick the salt bottle and put it in the basket"
@@ -77,6 +78,7 @@ def add_parser(sub) -> None:
         help="push the dataset to the Hugging Face Hub as --repo-id once recording ends (needs `hf auth login`)",
     )
     hub.add_argument("--private", action="store_true", default=None, help="with --push-to-hub: a private repo")
+    add_display_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -86,6 +88,7 @@ def _raise_interrupt(signum, _frame):
 
 def run(args) -> int:
     from lekiwi_drift.hub import HubError
+    from lekiwi_drift.live_view import LiveViewError
     from lekiwi_drift.record.recorder import DatasetError
     from lekiwi_drift.teleop.app import TeleopError, TeleopOptions, run_teleop
     from lekiwi_drift.teleop.sources import SourceError
@@ -115,11 +118,15 @@ def run(args) -> int:
         repo_id=args.repo_id,
         push_to_hub=args.push_to_hub,
         private=args.private,
+        display_data=args.display_data,
+        display_ip=args.display_ip,
+        display_port=args.display_port,
+        display_save=args.display_save,
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_teleop(opts)
-    except (TeleopError, SourceError, DatasetError, HubError) as exc:
+    except (TeleopError, SourceError, DatasetError, HubError, LiveViewError) as exc:
         print(f"lekiwi-drift teleop: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+
+from lekiwi_drift.live_view import add_display_arguments
 
 
 def add_parser(sub) -> None:
@@ -12,6 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--host", help="override host.address (the robot's IP)")
     p.add_argument("--serve", choices=("fake", "sim"), help="also start a local host serving this robot")
     p.add_argument("--max-time", type=float, default=None, help="stop after this many seconds")
+    add_display_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -62,6 +66,7 @@ def _line(link, rate: float) -> str:
 def run(args) -> int:
     from lekiwi_drift.config.robot import load_config
     from lekiwi_drift.link.client import RobotLink
+    from lekiwi_drift.live_view import LiveViewError, live_view_from_args
 
     cfg = load_config(args.config)
     if args.host:
@@ -70,12 +75,18 @@ def run(args) -> int:
     if args.serve:
         cfg, stop_local = _start_local_host(args.serve, cfg)
     link = RobotLink(cfg)
+    live = None
     try:
+        try:
+            live = live_view_from_args(args)
+        except LiveViewError as exc:
+            print(f"lekiwi-drift watch: {exc}", file=sys.stderr)
+            return 2
         link.connect()
         start = last = time.monotonic()
         last_count = link.stats.received
         while args.max_time is None or time.monotonic() - start < args.max_time:
-            time.sleep(0.5)
+            _wait(link, live, 0.5)
             now = time.monotonic()
             rate = (link.stats.received - last_count) / (now - last)
             last, last_count = now, link.stats.received
@@ -87,6 +98,23 @@ def run(args) -> int:
         )
     finally:
         link.close()
+        if live is not None:
+            live.close()
         if stop_local is not None:
             stop_local()
     return 0
+
+
+def _wait(link, live, seconds: float) -> None:
+    """Sleep `seconds`; with a live view, show every new observation meanwhile (nothing is commanded)."""
+    if live is None:
+        time.sleep(seconds)
+        return
+    end = time.monotonic() + seconds
+    seen = None
+    while (left := end - time.monotonic()) > 0:
+        obs = link.wait_for(seen, left)
+        if obs is None:
+            return
+        live.add(obs)
+        seen = obs

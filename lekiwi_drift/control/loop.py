@@ -53,14 +53,16 @@ class ControlLoop:
         status_hz: float = 4.0,
         latency: LatencyProfile | None = None,
         video=None,
-        recorder=None,
+        taps=(),
     ):
         """`latency`: run episodes on the lockstep sim's clock with this inference-latency profile
         (control/sim_time.py); None: wall-clock ticks, the robot's way."""
         self.link = link
         self.latency = latency
         self.video = video  # a RolloutVideo (control/rollout_video.py: an MP4 per episode) or None
-        self.recorder = recorder  # a RolloutRecorder (record/rollout.py: each tick's obs + command) or None
+        # Each sees every tick's observation and the command sent for it: `start()` per episode, then
+        # `add(obs, sent)` (record/rollout.py's RolloutRecorder for --record, live_view.py for --display-data).
+        self.taps = tuple(taps)
         self.runtime = runtime
         self.preset = preset
         self.period = 1.0 / preset.control_hz
@@ -110,15 +112,16 @@ class ControlLoop:
 
     # -- helpers --------------------------------------------------------------------------------------
     def _send(self, action: dict[str, float], obs: Observation | None = None) -> None:
-        """Send a command (an e-stop wins); `obs`: the tick's observation, to record it with what was sent."""
+        """Send a command (an e-stop wins); `obs`: the tick's observation, for the taps."""
         with self._send_lock:
             if self._estop.is_set():  # an e-stop raced this tick's command: it wins
                 if self._estop_held:
                     return
                 action, self._estop_held = self.safety.hold(), True
             self.link.send_action(action)
-        if self.recorder is not None and obs is not None:
-            self.recorder.add(obs, action)
+        if obs is not None:
+            for tap in self.taps:
+                tap.add(obs, action)
 
     def step(self, action: dict[str, float], obs: Observation | None = None) -> Observation:
         """Lockstep sim: send this tick's command (an e-stop wins) and return the observation after it."""
@@ -128,8 +131,9 @@ class ControlLoop:
                     return self.link.latest()
                 action, self._estop_held = self.safety.hold(), True
             after = self.link.step(action)
-        if self.recorder is not None and obs is not None:
-            self.recorder.add(obs, action)
+        if obs is not None:
+            for tap in self.taps:
+                tap.add(obs, action)
         return after
 
     def command_for(self, sched: ActionSchedule, popped, have_chunk: bool) -> tuple[dict[str, float], bool]:
@@ -241,8 +245,8 @@ class ControlLoop:
             obs = self._prime()
             if self.video is not None:
                 self.video.start()
-            if self.recorder is not None:
-                self.recorder.start()
+            for tap in self.taps:
+                tap.start()
             if self.latency is not None:
                 if obs.extras.get("_clock") != "lockstep":
                     raise RuntimeError("latency charged in sim time needs the lockstep sim (--sim --clock lockstep)")

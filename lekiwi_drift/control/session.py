@@ -105,10 +105,11 @@ class RobotSession:
             )
         return first
 
-    def add_policy(self, name: str, runtime, video_dir: str | Path | None = None, recorder=None):
+    def add_policy(self, name: str, runtime, video_dir: str | Path | None = None, recorder=None, live=None):
         """A ControlLoop for `runtime` on this session's link, kept for the whole session. `video_dir`:
         save a rollout MP4 of every episode there. `recorder`: a RolloutRecorder (record/rollout.py) that
-        collects each tick's observation and command (the caller saves each episode)."""
+        collects each tick's observation and command (the caller saves each episode). `live`: a LiveView
+        (live_view.py) shown every tick and every telemetry record."""
         from lekiwi_drift.control.loop import ControlLoop
 
         if self.link is None:
@@ -126,8 +127,10 @@ class RobotSession:
             run_dir=self.run_dir,
             latency=self._latency,
             video=video,
-            recorder=recorder,
+            taps=[tap for tap in (recorder, live) if tap is not None],
         )
+        if live is not None:
+            loop.telemetry.listeners.append(live.telemetry)
         self.loops[name] = loop
         return loop
 

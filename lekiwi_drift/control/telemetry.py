@@ -10,6 +10,7 @@ import json
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class Telemetry:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", buffering=1)  # line-buffered: a crash loses at most a line
         self._lock = threading.Lock()
+        # Also handed every record (the live view, --display-data); called in the loop's thread.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.c = EpisodeCounters()
         self.recent_intervals: deque = deque(maxlen=30)
         self.last_infer_ms = float("nan")
@@ -79,6 +82,8 @@ class Telemetry:
         self.episode = episode
 
     def write(self, record: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(record)
         if self._file is None:
             return
         with self._lock:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lekiwi_drift.config.robot import ConfigError, load_config
 from lekiwi_drift.link.client import LinkTimeout, RobotLink
+from lekiwi_drift.live_view import live_view_from_args
 from lekiwi_drift.teleop.session import SessionConfig, SessionResult, TeleopSession
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class TeleopOptions:
     repo_id: str | None = None  # the dataset's repo id (default local/<directory name>)
     push_to_hub: bool = False  # push the finished dataset to the Hub as repo_id
     private: bool | None = None  # with push_to_hub: create a private repo (None: the Hub's default)
+    display_data: bool = False  # live view in a Rerun viewer (live_view.py)
+    display_ip: str | None = None  # stream to a viewer there instead of spawning one
+    display_port: int = 9876
+    display_save: str | None = None  # write the live view to this .rrd file
 
 
 class TeleopError(RuntimeError):
@@ -194,7 +199,10 @@ def run_teleop(opts: TeleopOptions, out=None) -> SessionResult:
             f"teleop: {source.name}; {'lockstep sim' if lockstep else 'real time'}"
             f"{'; ' + keyboard.mode_text if keyboard is not None else '; no keyboard'}\n"
         )
-        session = TeleopSession(session_cfg, link, source, keyboard=keyboard, recorder=recorder, out=out)
+        live = live_view_from_args(opts, opts.fps)
+        if live is not None:
+            stack.callback(live.close)
+        session = TeleopSession(session_cfg, link, source, keyboard=keyboard, recorder=recorder, out=out, live=live)
         result = session.run()
         if recorder is not None:
             out.write(

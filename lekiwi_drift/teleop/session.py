@@ -78,8 +78,9 @@ class StopSession(Exception):
 
 
 class TeleopSession:
-    def __init__(self, config: SessionConfig, link, source, keyboard=None, recorder=None, out=None):
+    def __init__(self, config: SessionConfig, link, source, keyboard=None, recorder=None, out=None, live=None):
         self.config = config
+        self.live = live  # a LiveView (live_view.py, --display-data) or None
         self.link = link
         self.source = source
         self.keyboard = keyboard  # TerminalKeyboard (or anything with pop_commands/velocity/...)
@@ -185,6 +186,8 @@ class TeleopSession:
         ticks = 0  # the slot on the ideal grid t_grid + ticks/fps (skipped slots included: time left stays true)
         success_since = None
         self.counters = Counters()
+        if self.live is not None:
+            self.live.start()  # each episode (and each reset period) on its own tick axis
         t_grid = time.monotonic()
         while limit is None or ticks < limit:
             self._tick(record, ticks, limit)
@@ -241,6 +244,8 @@ class TeleopSession:
                 self.counters.dropped += 1
         if self.noise is not None:
             action = clamp_action(self.noise.perturb(action, c.fps))
+        if self.live is not None:  # what the robot saw and the command it is sent (noise included)
+            self.live.add(obs, action)
         if c.lockstep:
             try:
                 self._obs = self.link.step(action)
