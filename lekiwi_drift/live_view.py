@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -65,10 +68,14 @@ class LiveView:
             rr.init(session_name)
             rr.save(str(save_path))
         else:
+            _viewer_on_path()
             try:
                 init_rerun(session_name=session_name, ip=ip, port=port)
             except Exception as exc:  # no viewer binary, no display, nothing listening at ip:port
-                raise LiveViewError(f"could not start or reach the Rerun viewer: {exc}") from exc
+                raise LiveViewError(
+                    f"could not start or reach the Rerun viewer: {exc}. Stream to a viewer elsewhere with "
+                    "--display-ip, or write a file to open later with --display-save FILE.rrd"
+                ) from exc
 
     # -- per episode / per tick --------------------------------------------------------------------
     def start(self) -> None:
@@ -126,6 +133,15 @@ class LiveView:
             self._rr.disconnect()
         except Exception as exc:  # noqa: BLE001
             log.debug("rerun disconnect: %s", exc)
+
+
+def _viewer_on_path() -> None:
+    """rerun-sdk installs the viewer as `rerun` next to this Python; `.venv/bin/lekiwi-drift` run without
+    the virtual environment activated would not find it on PATH, and LeRobot's `init_rerun` spawns it by
+    name."""
+    here = Path(sys.executable).parent
+    if shutil.which("rerun") is None and (here / "rerun").is_file():
+        os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def _scalar(rr, path: str, value) -> None:

@@ -91,6 +91,10 @@ class RolloutVideo:
     def __init__(self, out_dir: str | Path, hz: float = 30.0, every: int = 2, max_width: int = 768):
         """`every`: one frame per this many ticks (2: 15 frames/s at 30 Hz); `max_width`: wider rows of
         cameras are scaled down to this."""
+        # PyAV is imported here, in the caller's thread, not on the loop's first tick: an import in the loop
+        # thread can deadlock on the import lock with the inference thread importing at the same time.
+        import av  # noqa: F401
+
         self.out_dir = Path(out_dir)
         self.hz, self.every, self.max_width = hz, every, max_width
         self._encoder: _Encoder | None = None
