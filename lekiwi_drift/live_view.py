@@ -8,11 +8,12 @@ when it takes over: a step in the plot marks the boundary), `policy/keystone_spr
 of the K candidates, when the preset samples more than one), `policy/latency_ms`, `policy/boundary_jump_deg`
 and a `policy/events` text log.
 
-The time axis is `tick` (the control tick, 1/30 s on the robot's clock: sim time in a sim-time run) within
-an episode, restarted each episode; `wall_time` is logged too. Where it goes: by default LeRobot's
-`init_rerun` spawns a Rerun viewer on this machine; with an address it streams to a viewer elsewhere
-(`rerun --serve-web` on a laptop while the loop runs on the robot); `save_path` writes a `.rrd` file
-instead, to open later with `rerun FILE.rrd` (and the tests read it back).
+The time axes are `tick` (the control tick within the episode, restarted each episode) and `episode_time`
+(the same in seconds, 1/30 s a tick: sim time in a sim-time run); `wall_time` is logged too.
+
+Where it goes: by default LeRobot's `init_rerun` spawns a Rerun viewer on this machine; with an address
+it streams to a viewer elsewhere (`rerun --serve-web` on a laptop while the loop runs on the robot);
+`save_path` writes a `.rrd` file instead, to open later with `rerun FILE.rrd` (the tests read it back).
 
 Logging costs the loop thread time (three camera frames a tick); a failure to log never stops the robot:
 the first one is reported and the view is switched off.
@@ -121,6 +122,7 @@ class LiveView:
 
     def _time(self) -> None:
         self._rr.set_time("tick", sequence=self._tick)
+        self._rr.set_time("episode_time", duration=self._tick / self.hz)  # the tick as seconds
         self._rr.set_time("wall_time", timestamp=time.time())
 
     def _fail(self, exc: BaseException) -> None:
