@@ -48,8 +48,16 @@ class InferenceWorker:
             time.sleep(0.005)
         return not self.busy
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Stop the thread once any chunk in flight is done, and wait for it. A daemon thread left inside
+        torch when the interpreter exits aborts the process ("terminate called without an active
+        exception": torch's native threads are destroyed while still joinable) after an otherwise clean
+        run; real-time runs end with a chunk in flight about half the time. True when the thread ended."""
         self._requests.put(None)
+        if self._thread is threading.current_thread():
+            return False
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
