@@ -2,8 +2,8 @@
 
 The sim shop as a gymnasium env (real MuJoCo): the scripted expert, acting only through `env.step`,
 ends an episode with the success LeRobot counts. Then LeRobot's own CLIs as installed by the README
-command (`lerobot-eval`, `lerobot-train` in the venv's bin), which find `--policy.type=smolvla_drift`
-and `--env.type=lekiwi_shop` only through the `lerobot_policy_*` / `lerobot_env_*` plugin distributions.
+command (`lerobot-eval`, `lerobot-train` in the venv's bin), which find `--policy.type=smolvla_drift` and
+`--env.type=lekiwi_shop` only through the `lerobot_policy_*` / `lerobot_env_*` plugin distributions.
 """
 
 from __future__ import annotations
@@ -100,8 +100,10 @@ def _video_size_and_frames(path: Path) -> tuple[int, int, int]:
 # is many times that, hence a bound above the suite's default 300 s per test.
 @pytest.mark.timeout(600)
 def test_lerobot_eval_runs_the_shipped_checkpoint_in_our_sim(tmp_path):
-    # The README's command, shortened to 8 steps: two episodes in one batch of two sub-envs (a
-    # SyncVectorEnv), run from the repository root (the checkpoint names its VLM dir relative to it).
+    # The README's command, shortened to 8 steps: two episodes in one batch of two sub-envs, each in its
+    # own worker process (AsyncVectorEnv: how an evaluation spreads over cores; the workers find the gym
+    # id by unpickling our config). Run from the repository root: the checkpoint names its VLM dir
+    # relative to it. (The in-process SyncVectorEnv runs in the lerobot-train test below.)
     out = tmp_path / "eval"
     _lerobot(
         "lerobot-eval",
@@ -110,6 +112,7 @@ def test_lerobot_eval_runs_the_shipped_checkpoint_in_our_sim(tmp_path):
         "--env.episode_length=8",
         "--eval.n_episodes=2",
         "--eval.batch_size=2",
+        "--eval.use_async_envs=true",
         "--seed=0",
         f"--output_dir={out}",
         cwd=ROOT,
