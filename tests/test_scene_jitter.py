@@ -130,8 +130,14 @@ class _Link:
 
 
 class _Recorder:
+    root = "memory"
+
     def __init__(self):
         self.actions, self.num_episodes, self.total_frames = [], 0, 0
+
+    @property
+    def frames(self):  # frames in the open episode, as EpisodeRecorder reports them
+        return len(self.actions)
 
     def add(self, state, images, action):
         self.actions.append(np.asarray(action).copy())
