@@ -30,6 +30,7 @@ from lekiwi_drift.control.safety import SafetyFilter, joint_limits
 from lekiwi_drift.control.scheduler import ActionSchedule
 from lekiwi_drift.control.sim_time import LatencyProfile, SimTimeEpisode
 from lekiwi_drift.control.telemetry import Telemetry
+from lekiwi_drift.control.watchers import EpisodeWatchers
 from lekiwi_drift.control.worker import InferenceWorker
 from lekiwi_drift.link.wire import Observation
 from lekiwi_drift.robots.features import STATE_KEYS
@@ -59,10 +60,7 @@ class ControlLoop:
         (control/sim_time.py); None: wall-clock ticks, the robot's way."""
         self.link = link
         self.latency = latency
-        self.video = video  # a RolloutVideo (control/rollout_video.py: an MP4 per episode) or None
-        # Each sees every tick's observation and the command sent for it: `start()` per episode, then
-        # `add(obs, sent)` (record/rollout.py's RolloutRecorder for --record, live_view.py for --display-data).
-        self.taps = tuple(taps)
+        self.watchers = EpisodeWatchers(video, taps)  # the rollout MP4 and per-tick taps (control/watchers.py)
         self.runtime = runtime
         self.preset = preset
         self.period = 1.0 / preset.control_hz
@@ -119,9 +117,7 @@ class ControlLoop:
                     return
                 action, self._estop_held = self.safety.hold(), True
             self.link.send_action(action)
-        if obs is not None:
-            for tap in self.taps:
-                tap.add(obs, action)
+        self.watchers.sent(obs, action)
 
     def step(self, action: dict[str, float], obs: Observation | None = None) -> Observation:
         """Lockstep sim: send this tick's command (an e-stop wins) and return the observation after it."""
@@ -131,9 +127,7 @@ class ControlLoop:
                     return self.link.latest()
                 action, self._estop_held = self.safety.hold(), True
             after = self.link.step(action)
-        if obs is not None:
-            for tap in self.taps:
-                tap.add(obs, action)
+        self.watchers.sent(obs, action)
         return after
 
     def command_for(self, sched: ActionSchedule, popped, have_chunk: bool) -> tuple[dict[str, float], bool]:
@@ -243,10 +237,7 @@ class ControlLoop:
         obs: Observation | None = None
         try:
             obs = self._prime()
-            if self.video is not None:
-                self.video.start()
-            for tap in self.taps:
-                tap.start()
+            self.watchers.start()
             if self.latency is not None:
                 if obs.extras.get("_clock") != "lockstep":
                     raise RuntimeError("latency charged in sim time needs the lockstep sim (--sim --clock lockstep)")
@@ -269,15 +260,8 @@ class ControlLoop:
         auto = bool(success) if success is not None else None
         summary = tel.summary()
         summary["safety_events"] = dict(self.safety.events)
-        if self.video is not None:  # the rollout MP4, named so a folder listing reads like a results table
-            seed = obs.extras.get("_seed") if obs is not None else None
-            name = f"episode{episode:03d}{'' if seed is None else f'_seed{seed}'}_{outcome}"
-            try:
-                path = self.video.save(name, f"{self.preset.name}: {outcome}")
-            except Exception as exc:  # a lost video must not lose the episode's result
-                log.error("rollout video not saved: %s", exc)
-                path = None
-            summary["video"] = None if path is None else str(path)
+        if self.watchers.video is not None:
+            summary["video"] = self.watchers.save_video(episode, obs, outcome, f"{self.preset.name}: {outcome}")
         result = EpisodeResult(outcome, time.monotonic() - t_start, auto, error, summary, episode, interrupted)
         tel.write(
             {
@@ -372,8 +356,7 @@ class ControlLoop:
                     last_info = result.info
                     have_chunk = True
                     stall_since_replan = late_since_replan = skipped_since_replan = 0
-            if self.video is not None:
-                self.video.add(obs, elapsed, new_chunk=landed is not None)
+            self.watchers.frame(obs, elapsed, new_chunk=landed is not None)
             # -- stale observation: stop the base, hold the arm, do not infer on it ---------------------
             if age * 1e3 > preset.safety.max_obs_age_ms:
                 stale_since = stale_since if stale_since is not None else now

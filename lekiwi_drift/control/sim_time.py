@@ -132,8 +132,7 @@ class SimTimeEpisode:
                     last_info, have_chunk, stall_since_replan, pending = self._land(
                         pending, now, stall_since_replan, have_chunk
                     )
-            if loop.video is not None:
-                loop.video.add(obs, now, new_chunk=c.chunks > chunks_before)
+            loop.watchers.frame(obs, now, new_chunk=c.chunks > chunks_before)
             command, stalled = loop.command_for(sched, sched.pop(now), have_chunk)
             stall_since_replan += stalled
             obs = loop.step(command, obs)
