@@ -220,8 +220,10 @@ def test_loop_end_to_end_against_the_lockstep_sim(tiny_checkpoint, tiny_vlm_dir,
     ticks = round(2.0 * HZ)
     # A random tiny policy on a fresh scene cannot put the bottle in the basket in 2 s: the sim says so.
     assert result.outcome == "timeout" and result.auto_success is False, result.error
-    assert t["ticks"] == len(stepped.sim_times) == ticks  # exactly 2 s of 30 Hz ticks, one step each
-    assert stepped.sim_times[-1] - stepped.sim_t0 == pytest.approx(ticks / HZ, abs=1e-5)
+    # The prime's hold (one step: the observation the first tick acts on), then exactly 2 s of 30 Hz ticks,
+    # one step each.
+    assert t["ticks"] == len(stepped.sim_times) - 1 == ticks
+    assert stepped.sim_times[-1] - stepped.sim_times[0] == pytest.approx(ticks / HZ, abs=1e-5)
     assert np.diff([stepped.sim_t0, *stepped.sim_times]) == pytest.approx(1 / HZ, abs=1e-5)
     assert t["chunks"] >= 3 and t["charged_ms_p50"] == pytest.approx(50.6 + 2.9)  # drift + KeyStone, paper GPU
     records = [json.loads(line) for line in (tmp_path / "run" / "telemetry.jsonl").read_text().splitlines()]

@@ -16,18 +16,13 @@ TASK = "pick up the salt bottle and place it in the basket"
 
 class SpyLink(RobotLink):
     """The real link, noting every lockstep command it sends and the state of the observation it got
-    back (the prime's hold and the final stop go through send_action, not step: not episode ticks)."""
+    back. On a lockstep host the loop's prime is a step too (a hold, before tick 0); the final stop goes
+    through send_action. Neither is an episode tick."""
 
     def __init__(self, config):
         super().__init__(config)
         self.stepped: list[list[float]] = []
         self.states_after: list[np.ndarray] = []
-        self.waited: list[np.ndarray] = []  # the loop's prime waits once: for the first tick's observation
-
-    def wait_for(self, *args, **kwargs):
-        obs = super().wait_for(*args, **kwargs)
-        self.waited.append(obs.state.copy())
-        return obs
 
     def step(self, action, *args, **kwargs):
         self.stepped.append([float(action[k]) for k in STATE_KEYS])
@@ -65,14 +60,14 @@ def _record_two(tiny_preset, root, cfg, runtime):
         try:
             for seed in (3, 4):
                 link.request({"op": "reset", "item": "salt_bottle", "seed": seed, "scene": 0})
-                for noted in (link.stepped, link.states_after, link.waited):
+                for noted in (link.stepped, link.states_after):
                     noted.clear()
                 result = loop.run_episode(max_time_s=0.5)
                 assert result.outcome == "timeout", result.error
                 assert recorder.save(result.outcome, seed=seed) is not None
-                # tick 0 acts on the observation after the prime's hold, tick k on the one step k-1 returned
-                seen = [link.waited[0], *link.states_after[:-1]]
-                per_episode.append((np.array(link.stepped), np.array(seen)))
+                # step 0 is the prime's hold; tick k acts on the observation the step before it returned
+                seen = link.states_after[:-1]
+                per_episode.append((np.array(link.stepped[1:]), np.array(seen)))
         finally:
             loop.close()
             recorder.close()

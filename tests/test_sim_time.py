@@ -188,7 +188,9 @@ def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
             finally:
                 link.close()
         t = result.telemetry
-        return result.outcome, states, {k: t[k] for k in ("chunks", "ticks", "dropped_actions", "stall_ticks")}
+        # The error text too: a loaded episode that ends in "error" must say why in the assertion.
+        counts = {k: t[k] for k in ("chunks", "ticks", "dropped_actions", "stall_ticks")}
+        return result.outcome, result.error, states, counts
 
     quiet = episode()
     runtime.warmup_ms *= 7.0  # a busier machine measures a slower warm-up chunk: it must not matter
@@ -203,7 +205,7 @@ def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
             b.terminate()
             b.join(10)
     assert quiet == loaded
-    assert quiet[2]["ticks"] == 45 and quiet[2]["dropped_actions"] > 0  # latency was charged, in sim ticks
+    assert quiet[3]["ticks"] == 45 and quiet[3]["dropped_actions"] > 0  # latency was charged, in sim ticks
 
 
 def test_rollout_video_marks_time_and_chunk_boundaries(tmp_path):

@@ -6,7 +6,9 @@ KeyStone, FM-10, FM-1: the shipped tiny checkpoints when present, else random we
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -100,10 +102,12 @@ def tiny_project(tmp_path_factory, tiny_vlm_dir):
 
 
 def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-    """Run the CLI in `root`; on a timeout kill it and fail with what it printed."""
+    """Run the CLI in `root`; on a timeout fail with what it printed and where every thread of it was
+    (SIGABRT: Python's faulthandler prints each thread's stack), then kill it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "lekiwi_drift.cli.main", *args],
         cwd=root,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         text=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -112,7 +116,11 @@ def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.Completed
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        proc.send_signal(signal.SIGABRT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         try:
             out, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:  # something it started still holds the pipes

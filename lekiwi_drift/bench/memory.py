@@ -6,10 +6,16 @@ the C allocator's heap for the next piece to reuse without raising RSS. `bench l
 same 4086 MiB for all seven variants. So each piece runs in a child started with the *spawn* method
 (a fork would share the parent's resident pages and heap), which
 
-1. runs `setup(*args)` (e.g. builds the model and the batch),
-2. resets the kernel's high-water mark to its current RSS (`/proc/self/clear_refs` "5", Linux >= 4.0),
+1. runs `setup(*args)` (e.g. builds the model and the batch) and `work` once, untimed and unmeasured:
+   the first call's one-time allocations (torch's thread pool, kernel caches; a fixed +18 MiB for every
+   variant, tiny or full size) are not what the work needs each time,
+2. hands the heap that setup freed back to the kernel (glibc `malloc_trim(0)`, after a garbage
+   collection): otherwise the work's tensors reuse it without raising RSS, and the work's own rise reads
+   ~0 for every variant while the base varies by whatever setup left behind (a full-size run read
+   2.9-4.1 GB bases for the same model and +18 MiB for every variant's chunk),
+3. resets the kernel's high-water mark to its current RSS (`/proc/self/clear_refs` "5", Linux >= 4.0),
    so setup's transient peaks do not count, and notes that RSS as the base,
-3. runs `work(state)` and reads the high-water mark again.
+4. runs `work(state)` again and reads the high-water mark again.
 
 The mark is read from VmHWM in /proc/self/status, not `getrusage(RUSAGE_SELF).ru_maxrss`: at exec the
 kernel folds the spawning process's high-water mark into ru_maxrss (signal->maxrss), so a child of a
@@ -18,6 +24,9 @@ kernel folds the spawning process's high-water mark into ru_maxrss (signal->maxr
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import multiprocessing
 import resource
 from collections.abc import Callable
@@ -27,6 +36,16 @@ from typing import Any
 def resident_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def release_free_heap() -> bool:
+    """Return freed heap pages to the kernel (glibc only; False where there is no malloc_trim)."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def reset_peak() -> None:
@@ -44,6 +63,8 @@ def peak_bytes() -> int:
 
 def _child(setup: Callable[..., Any], work: Callable[[Any], Any], args: tuple) -> dict[str, float]:
     state = setup(*args)
+    work(state)  # warm: one-time allocations (thread pools, kernel caches) are not the work's memory
+    release_free_heap()
     reset_peak()
     base = resident_bytes()
     work(state)

@@ -201,6 +201,10 @@ class ControlLoop:
         if obs is None:
             raise ConnectionError("no observation from the robot; connect the link first")
         self.safety.reset(obs.state_dict())
+        if self.latency is not None and obs.extras.get("_clock") == "lockstep":
+            # Sim time: the observation this hold produces, however long a loaded host takes; returning the
+            # older one would put every later step one observation behind (another episode under load).
+            return self.step(self.safety.hold(obs.state))
         self._send(self.safety.hold(obs.state))
         fresh = self.link.wait_for(obs, max(1.0, 3 * self.period))
         return fresh if fresh is not None else obs
