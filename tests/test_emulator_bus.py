@@ -1,7 +1,9 @@
 """The Feetech STS3215 bus emulator, spoken to by LeRobot's own FeetechMotorsBus over a real pty.
 
 Only the servos are emulated: the packets go through scservo_sdk and pyserial into a pseudo-terminal, as
-they would into a USB serial adapter.
+they would into a USB serial adapter. Where LeRobot is the host, the bus runs in its own process
+(BusProcess): scservo_sdk busy-polls for each status packet holding this process's GIL, and an emulator
+thread in here would have to win the GIL back within LeRobot's 50 ms packet timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lerobot.motors.feetech import FeetechMotorsBus, OperatingMode  # noqa: E402
 from lerobot.motors.feetech.tables import STS_SMS_SERIES_CONTROL_TABLE, STS_SMS_SERIES_ENCODINGS_TABLE  # noqa: E402
 
 from lekiwi_drift.emulator.bus import EmulatedBus  # noqa: E402
+from lekiwi_drift.emulator.bus_process import BusProcess  # noqa: E402
 from lekiwi_drift.emulator.layouts import ARM_MIDDLE, FOLLOWER_IDS, follower_servos, leader_servos  # noqa: E402
 from lekiwi_drift.emulator.protocol import (  # noqa: E402
     BROADCAST_ID,
@@ -30,19 +33,6 @@ from lekiwi_drift.emulator.protocol import (  # noqa: E402
     encode_instruction,
 )
 from lekiwi_drift.emulator.servo import REGISTERS, SIGN_BITS, Servo  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _quick_thread_switches():
-    """The emulator answers from a thread of this process while scservo_sdk busy-waits for the answer
-    holding the GIL; Python's default 5 ms switch interval, paid at each handover, can eat LeRobot's
-    50 ms packet timeout on a loaded machine. A real servo answers in microseconds."""
-    import sys
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0002)
-    yield
-    sys.setswitchinterval(old)
 
 
 def _bus(port: str, ids=range(1, 10)) -> FeetechMotorsBus:
@@ -113,7 +103,7 @@ def test_raw_exchange_on_the_pty():
 
 
 def test_lerobot_bus_connects_pings_reads_writes():
-    with EmulatedBus(follower_servos()) as emu:
+    with BusProcess(follower_servos()) as emu:
         bus = _bus(emu.port)
         bus.connect()  # handshake: ping every ID, same firmware everywhere
         try:
@@ -158,7 +148,7 @@ def test_lerobot_bus_connects_pings_reads_writes():
 
 
 def test_missing_motor_fails_the_handshake():
-    with EmulatedBus(follower_servos()[:8]) as emu:  # no right wheel (ID 9)
+    with BusProcess(follower_servos()[:8]) as emu:  # no right wheel (ID 9)
         bus = _bus(emu.port)
         with pytest.raises(RuntimeError, match=r"Missing motor IDs:\n  - 9 \(expected model: 777\)"):
             bus.connect()
@@ -170,7 +160,7 @@ def test_lekiwi_and_leader_bus_layouts():
     from lerobot.robots.lekiwi import LeKiwi, LeKiwiConfig
     from lerobot.teleoperators.so_leader import SO101Leader, SO101LeaderConfig
 
-    with EmulatedBus(follower_servos()) as f, EmulatedBus(leader_servos()) as lead:
+    with BusProcess(follower_servos()) as f, BusProcess(leader_servos()) as lead:
         robot = LeKiwi(LeKiwiConfig(port=f.port, cameras={}, id="emu_test"))
         leader = SO101Leader(SO101LeaderConfig(port=lead.port, id="emu_test_leader"))
         robot.bus.connect()
@@ -184,7 +174,7 @@ def test_lekiwi_and_leader_bus_layouts():
 
 
 def test_faults_silent_corrupt_overload():
-    with EmulatedBus(follower_servos()) as emu:
+    with BusProcess(follower_servos()) as emu:
         bus = _bus(emu.port)
         bus.connect()
         try:
@@ -212,6 +202,32 @@ def test_faults_silent_corrupt_overload():
         finally:
             emu.servo(5).faults.error_bits = 0
             bus.disconnect()
+
+
+def test_bus_process_serves_the_same_servos_from_its_own_process():
+    """BusProcess: the servos travel to the child as they are; register access, counts and faults reach
+    them there, and the child's errors are raised here."""
+    servos = follower_servos()
+    servos[0].set("Acceleration", 9)
+    emu = BusProcess(servos).start()
+    try:
+        bus = _bus(emu.port)
+        bus.connect()
+        assert bus.read("Acceleration", "m1", normalize=False) == 9
+        bus.write("Acceleration", "m2", 77, normalize=False)
+        assert emu.servo(2).get("Acceleration") == 77 and emu.counts["WRITE"] == 1
+        emu.servo(8).set("Goal_Velocity", -5)
+        assert emu.servo(8).get("Goal_Velocity") == -5 and emu.servo(8).get_raw("Goal_Velocity") == 5 | 1 << 15
+        emu.servo(3).faults.silent = True
+        assert emu.servo(3).faults.silent is True and bus.ping("m3") is None
+        with pytest.raises(AttributeError, match="no 'slient'"):
+            emu.servo(3).faults.slient = False
+        with pytest.raises(KeyError, match="No_Such_Register"):
+            emu.servo(3).get("No_Such_Register")
+        bus.port_handler.closePort()
+    finally:
+        emu.close()
+    emu.close()  # a second close is a no-op
 
 
 def test_eeprom_survives_power_cycle_only_when_unlocked():

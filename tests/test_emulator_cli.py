@@ -91,8 +91,15 @@ def rig(tmp_path_factory):
         proc.expect("ready", timeout=120)
         yield proc, work
     finally:
-        proc.send("quit")
-        proc.p.wait(10)
+        # It must not outlive this module: left running, its sim and three cameras load the machine
+        # for every later test (test_emulator_robot's buses have 50 ms to answer LeRobot).
+        try:
+            proc.send("quit")
+            proc.p.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        quit_code = proc.stop()  # terminates it if "quit" did not
+        assert quit_code == 0, proc.out[-3000:]
 
 
 def _console(rig_proc: Proc, command: str, timeout: float = 60.0) -> str:
