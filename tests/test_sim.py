@@ -24,6 +24,8 @@ from lekiwi_drift.sim.render import CameraRig
 from lekiwi_drift.sim.robot import SimLeKiwi
 from lekiwi_drift.sim.task import HOLD_S, TaskStatus
 from lekiwi_drift.sim.world import HOME_ACTION, SimWorld
+from lekiwi_drift.teleop.noise import ActionNoise, NoiseConfig
+from lekiwi_drift.teleop.sources import clamp_action
 
 SMALL = {"width": 96, "height": 72}
 
@@ -195,6 +197,38 @@ def test_expert_solves_sample_scenes(item):
         for seed in (10, 11):
             result = run_episode(sim, item, seed, time_limit_s=30.0)
             assert result.success, result
+    finally:
+        sim.disconnect()
+
+
+def test_cylinder_grasp_roll_is_one_pose_not_two():
+    """A cylinder is grasped along the arm's reach, i.e. at exactly 90 deg of wrist roll: the goal must not
+    flip to -90 deg on float rounding or a small change of pan (it did, and the demos showed a grasp roll
+    of +90 in one episode and -90 in the next, plus 180-degree swings within an episode)."""
+    for pan in np.linspace(-0.6, 0.6, 241):
+        for nudge in (-1e-3, -1e-12, 0.0, 1e-12, 1e-3):
+            assert abs(kinematics.roll_for_finger_yaw(pan + nudge, pan) - np.pi / 2) < 2e-3
+    # The chocolate bar's grasps (roll near 0) are untouched, and the result is always a valid roll.
+    for delta in np.linspace(-np.pi, np.pi, 73):
+        roll = kinematics.roll_for_finger_yaw(0.3, 0.3 + np.pi / 2 + delta)
+        assert abs(kinematics.wrap_half_turn(roll + delta)) < 1e-9 and abs(roll) < np.radians(160)
+
+
+def test_expert_rolls_the_wrist_one_way_in_every_salt_bottle_scene():
+    sim = _sim(item="salt_bottle", render=False)
+    try:
+        for seed in range(1000, 1006):  # with the recording's DART noise, as the demos are made
+            sim.handle_request({"op": "reset", "item": "salt_bottle", "seed": seed, "scene": 0})
+            expert, rolls = ScriptedExpert(sim), []
+            noise = ActionNoise(NoiseConfig(scale=1.0), seed)
+            for _ in range(30 * 30):
+                action = expert.act()
+                rolls.append(action["arm_wrist_roll.pos"])
+                sim.send_action(clamp_action(noise.perturb(action, 30.0)))
+                if sim.task.success:
+                    break
+            assert sim.task.success, seed
+            assert min(rolls) > -5.0 and max(rolls) < 95.0, (seed, min(rolls), max(rolls))
     finally:
         sim.disconnect()
 

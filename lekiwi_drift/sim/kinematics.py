@@ -50,8 +50,18 @@ def wrap_half_turn(angle: float) -> float:
 def roll_for_finger_yaw(pan: float, finger_yaw: float) -> float:
     """Wrist roll that lines the fingers' closing axis up with finger_yaw (base frame, rad) when the
     gripper points down. At roll 0 the fingers close across the arm's plane (pan + 90 deg); roll turns
-    them about the downward gripper axis, i.e. clockwise seen from above."""
-    return wrap_half_turn(pan + np.pi / 2 - finger_yaw)
+    them about the downward gripper axis, i.e. clockwise seen from above.
+
+    Of the two equivalent rolls (half a turn apart) it returns the one in [-90 + 20, 90 + 20) degrees, not
+    [-90, 90): a cylinder is grasped along the arm's reach (finger_yaw = pan), which asks for exactly
+    90 deg, and on a window edge at 90 deg float rounding and the pan's small changes as the tip moves
+    flipped the goal between +90 and -90 deg. The demos then showed 180-degree roll swings and a grasp
+    roll that is +90 in one episode and -90 in the next, a choice no camera can explain to a policy."""
+    return wrap_half_turn(pan + np.pi / 2 - finger_yaw - ROLL_WINDOW_SHIFT) + ROLL_WINDOW_SHIFT
+
+
+ROLL_WINDOW_SHIFT = np.radians(20.0)  # keeps every grasp the scenes ask for (cylinders at 90 deg, the bar
+# near 0 deg) away from the edge of the roll window; the joint's range is +-160 deg
 
 
 def _planar(r: float, h: float, pitch: float, g: Geometry) -> tuple[np.ndarray, bool]:
