@@ -229,3 +229,17 @@ def test_sigterm_stops_base_and_releases(tmp_path):
     assert stops, f"the base was not stopped after SIGTERM: {events}"
     assert releases, f"the torque was not released after SIGTERM: {events}"
     assert min(stops) <= min(releases)  # stopped first, then let go
+
+
+def test_lockstep_host_retries_a_failed_read_instead_of_dropping_the_step(tmp_path):
+    """A lockstep step moved the world and its client waits for that step's observation: a read that
+    fails (a slow sim render on a loaded machine) is retried, not dropped, so the client's step returns."""
+    cfg, _ = loopback_config(tmp_path, max_failures=5)
+    robot = fake_for(cfg)
+    robot.lockstep = True  # what the host checks: one command = one step = one observation
+    with host_thread(robot, cfg) as (host, _result), RobotLink(cfg) as link:
+        first = link.connect()
+        robot.inject_read_failures(2)
+        after = link.step(action(**{"arm_elbow_flex.pos": 10.0}), timeout_s=5.0)
+        assert after.seq != first.seq
+        assert host.stats.read_failures == 2 and host.stats.commands == 1

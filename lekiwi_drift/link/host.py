@@ -268,11 +268,16 @@ class RobotHost:
             applied, answered = self._handle_command(raw)
             if not (applied or answered):
                 continue
+            # The world has moved one step (or a request was answered) and the client waits for exactly
+            # that observation: retry a failed read rather than drop it, which would leave the client to
+            # time out although nothing is wrong but a slow camera render on a loaded machine.
             new = self._capture()
-            if new is None:
+            while new is None:
                 if self._too_many_failures():
                     return EXIT_READ_FAILURES
-                continue
+                if self._stop.is_set():
+                    return EXIT_OK
+                new = self._capture()
             frames = new
             self._publish(frames)
             last_pub = time.monotonic()
