@@ -65,6 +65,27 @@ def test_train_both_objectives_and_load(tmp_path, tiny_vlm_dir):
         action = post(policy.select_action(pre(obs)))
         assert action.shape == (1, 9) and torch.isfinite(action).all()
 
+    # --init-from: a drift run that starts from the flow checkpoint's weights (the paper's fine-tuning
+    # from flow-pretrained SmolVLA); at a negligible learning rate they come out unchanged.
+    from safetensors.torch import load_file
+
+    flow_last = tmp_path / "run_flow" / "checkpoints" / "last" / "pretrained_model"
+    argv = [
+        "train", "--objective", "drift", "--dataset", str(dataset), "--output", str(tmp_path / "run_ft"),
+        "--steps", "1", "--batch-size", "4", "--init-from", str(flow_last), "--vlm-dir", str(tiny_vlm_dir),
+        "--num-workers", "0", "--device", "cpu", "--", "--policy.optimizer_lr=1e-12",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    ft_last = tmp_path / "run_ft" / "checkpoints" / "last" / "pretrained_model"
+    flow_w, ft_w = load_file(flow_last / "model.safetensors"), load_file(ft_last / "model.safetensors")
+    assert flow_w.keys() == ft_w.keys()
+    assert max((flow_w[k].float() - ft_w[k].float()).abs().max().item() for k in flow_w) < 1e-6
+    policy, _, _ = load_policy(tmp_path / "run_ft", robot_features=robot_features(list(CAMS)), vlm_dir=tiny_vlm_dir)
+    assert policy.config.objective == "drift"
+    with pytest.raises(FileNotFoundError, match="pretrained_model directory"):
+        main(["train", "--objective", "drift", "--dataset", str(dataset), "--output", str(tmp_path / "x"),
+              "--init-from", str(tmp_path / "run_flow")])  # fmt: skip
+
     # Resume continues the drift run from its last checkpoint to a later step.
     argv = [
         "train", "--objective", "drift", "--dataset", str(dataset), "--output", str(tmp_path / "run_drift"),

@@ -179,7 +179,7 @@ def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
 @pytest.mark.slow
 def test_auto_session_scores_a_success_through_the_real_backend(tmp_path):
     """The shipped FM-10 checkpoint on jitter seed 0 of the protocol's scene with no latency charged puts
-    the bottle in the basket (docs/evidence.md, round 2: 8 of 10 such scenes): the success travels from
+    the bottle in the basket (docs/evidence.md, round 3: 8 of 10 such scenes): the success travels from
     the sim's detector through the real backend and loop into the session as an auto-scored success."""
     presets = _shipped_presets()
     if presets is None:

@@ -39,6 +39,12 @@ def add_parser(sub) -> None:
         "width 128, chunk 20 executing 10): the evidence runs' model, about 1.3 M parameters",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last")
+    p.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start from this policy's pretrained_model directory (config and weights; the objective "
+        "is set anew), e.g. a flow-matching checkpoint, as Drift-VLA starts from flow-pretrained SmolVLA",
+    )
     p.add_argument("--num-workers", type=int, default=4, help="data loader workers (default 4; 0 = in-process)")
     p.add_argument("--save-freq", type=int, default=5_000, help="checkpoint every N steps (and at the end)")
     p.add_argument("--log-freq", type=int, default=100, help="log metrics every N steps")
@@ -76,6 +82,7 @@ def run(args) -> int:
         log_freq=args.log_freq,
         device=args.device,
         seed=args.seed,
+        init_from=Path(args.init_from) if args.init_from else None,
         extra=extra,
     )
     from lekiwi_drift.hub import HubError, check_repo_id, push_checkpoint

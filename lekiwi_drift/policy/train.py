@@ -75,6 +75,10 @@ class TrainOptions:
     log_freq: int = 100
     device: str | None = None
     seed: int = 1000
+    # A policy's pretrained_model directory to start from (its config and weights; `objective` is set
+    # anew), e.g. a flow-matching checkpoint: the paper fine-tunes Drift-VLA from SmolVLA, itself
+    # pretrained with flow matching, and the one-step generator (noise - v(noise, t=1)) is then FM-1.
+    init_from: Path | None = None
     extra: list[str] = field(default_factory=list)  # passed through to LeRobot's train CLI
 
 
@@ -134,16 +138,28 @@ def lerobot_train_args(opts: TrainOptions) -> list[str]:
         if opts.vlm_dir or opts.tiny or opts.small:
             args += [a for a in vlm_args(opts) if a.startswith("--policy.vlm_model_name")]
         return args + list(opts.extra)
+    if opts.init_from is not None:
+        if opts.tiny or opts.small:
+            raise ValueError("--init-from takes the model size from the checkpoint; drop --tiny/--small")
+        init = Path(opts.init_from).expanduser().resolve()
+        if not (init / "config.json").is_file() or not (init / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"--init-from {init} is not a policy's pretrained_model directory (config.json and "
+                "model.safetensors), e.g. OUTPUT/checkpoints/last/pretrained_model of an earlier training"
+            )
+        model = [f"--policy.path={init}"]
+        if opts.vlm_dir:  # the VLM's config/tokenizer from here; its weights come with the checkpoint
+            model += [a for a in vlm_args(opts) if a.startswith("--policy.vlm_model_name")]
+    else:
+        model = ["--policy.type=smolvla_drift", *vlm_args(opts)]
+        model += [*(TINY_POLICY_ARGS if opts.tiny else ()), *(SMALL_POLICY_ARGS if opts.small else ())]
     args = [
         *dataset_args(opts.dataset),
-        "--policy.type=smolvla_drift",
+        *model,
         f"--policy.objective={opts.objective}",
         # Pushing is ours, after training (cli/train.py, hub.push_checkpoint): a failed upload must not
         # end LeRobot's loop with an exception after hours of training.
         "--policy.push_to_hub=false",
-        *vlm_args(opts),
-        *(TINY_POLICY_ARGS if opts.tiny else ()),
-        *(SMALL_POLICY_ARGS if opts.small else ()),
         *video_backend_args(),
         f"--output_dir={output}",
         f"--job_name=smolvla_drift_{opts.objective}",
