@@ -156,12 +156,6 @@ def tiny_preset(tiny_checkpoint, tiny_vlm_dir):
     return load_preset(path)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="inside the full suite (not alone) the loaded episode ends in 'error': the sim host's lockstep "
-    "render_now timed out (30 s) under the two burners, the host skipped that step's observation and the "
-    "client's lockstep step timed out (issue 11); kept running and reported, not counted as a failure",
-)
 def test_same_seed_and_profile_give_the_same_episode_under_load(tiny_preset):
     """The acceptance check: a real policy on the real lockstep sim, twice, the second time with two
     processes burning the CPU: the robot's trajectory is identical."""
