@@ -92,7 +92,7 @@ def tiny_project(tmp_path_factory, tiny_vlm_dir):
         "policies": list(PRESETS),
         "trials_per_policy": 1,
         "seed": 2,
-        "time_limit_s": 1.5,
+        "time_limit_s": 3.0,  # wall time: under heavy load 1.5 s once ended before the first chunk landed
         "reset_countdown_s": 0,
         "scene_seed": 3,
         "jitter_seed": 7,
@@ -173,7 +173,7 @@ def test_auto_session_on_the_sim_with_tiny_policies(tiny_project):
     for link in links:
         with av.open(str(folder / link)) as video:
             assert video.streams.video[0].codec_context.name == "h264"
-            assert sum(1 for _ in video.decode(video=0)) > 15  # 1.5 s of trial at 15 frames/s, then the hold
+            assert sum(1 for _ in video.decode(video=0)) > 15  # 3 s of trial at 15 frames/s: at least 1 s of it
 
 
 @pytest.mark.slow
