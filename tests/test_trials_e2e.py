@@ -101,6 +101,23 @@ def tiny_project(tmp_path_factory, tiny_vlm_dir):
     return root
 
 
+def _native_threads(pid: int) -> str:
+    """Each thread of a process as Linux sees it: name, state, CPU seconds, where it sleeps. A hang in
+    native code (a spinning driver thread at exit) shows here when faulthandler has no Python frame."""
+    lines = []
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            wchan = (task / "wchan").read_text().strip()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        lines.append(f"  thread {task.name} {name!r} state {fields[0]} cpu {cpu:.1f} s wchan {wchan or '-'}")
+    return "threads of the child:\n" + "\n".join(lines)
+
+
 def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
     """Run the CLI in `root`; on a timeout fail with what it printed and where every thread of it was
     (SIGABRT: Python's faulthandler prints each thread's stack), then kill it."""
@@ -116,6 +133,7 @@ def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.Completed
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        threads = _native_threads(proc.pid)  # before the abort: what is running, even with no Python frame
         proc.send_signal(signal.SIGABRT)
         try:
             proc.wait(timeout=10)
@@ -125,7 +143,7 @@ def lekiwi(root: Path, *args: str, timeout: float = 150) -> subprocess.Completed
             out, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:  # something it started still holds the pipes
             out, err = "", "(no output: the pipes stayed open)"
-        pytest.fail(f"`lekiwi-drift {' '.join(args)}` still running after {timeout} s:\n{out}\n{err}")
+        pytest.fail(f"`lekiwi-drift {' '.join(args)}` still running after {timeout} s:\n{threads}\n{out}\n{err}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -43,3 +43,18 @@ def test_process_exits_cleanly_with_a_chunk_in_flight():
         assert "busy at close: True" in text, text
         assert "thread ended: True" in text, text
         assert out.returncode == 0 and "terminate called" not in text, text
+
+
+def test_process_that_never_closes_the_worker_still_exits_cleanly():
+    """A command that exits by another path (an exception before the loop's close, say) with a chunk in
+    flight: the worker's exit hook waits for the chunk, so torch is not torn down under the thread."""
+    script = SCRIPT.replace(
+        'print("thread ended:", worker.close(timeout_s=60), flush=True)', 'print("leaving it running", flush=True)'
+    )
+    assert script != SCRIPT
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    if "busy at close: False" in text:
+        pytest.xfail(f"no chunk in flight at exit on this machine: {text[-500:]}")
+    assert "busy at close: True" in text and "leaving it running" in text, text
+    assert out.returncode == 0 and "terminate called" not in text, text

@@ -6,6 +6,7 @@ here. Requests carry a tag (the episode number) so a result from an old episode 
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
@@ -27,6 +28,9 @@ class InferenceWorker:
         self._busy = threading.Event()
         self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
         self._thread.start()
+        # Also at interpreter exit, whatever path a command exits by (see close()); a join that timed
+        # out in close() is not retried there.
+        atexit.register(self.close)
 
     @property
     def busy(self) -> bool:
@@ -53,6 +57,7 @@ class InferenceWorker:
         torch when the interpreter exits aborts the process ("terminate called without an active
         exception": torch's native threads are destroyed while still joinable) after an otherwise clean
         run; real-time runs end with a chunk in flight about half the time. True when the thread ended."""
+        atexit.unregister(self.close)
         self._requests.put(None)
         if self._thread is threading.current_thread():
             return False

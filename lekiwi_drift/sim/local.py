@@ -34,6 +34,7 @@ class LocalSimHost:
     host: object
     thread: threading.Thread
     _closed: bool = field(default=False, repr=False)
+    _disconnected: bool = field(default=False, repr=False)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop serving (the host stops the base on its way out), close the sockets, stop the sim.
@@ -41,11 +42,21 @@ class LocalSimHost:
         self.host.stop()
         self.thread.join(timeout=timeout_s)
         if self.thread.is_alive():
-            log.warning("the local sim host did not stop within %.1f s", timeout_s)
+            # The host is inside a capture that waits for a frame (a loaded machine): stopping the sim's
+            # cameras ends that wait, so the host sees its stop flag, and no GL context outlives us.
+            self._disconnect()
+            self.thread.join(timeout=timeout_s)
+        if self.thread.is_alive():
+            log.warning("the local sim host did not stop within %.1f s", 2 * timeout_s)
             return
         if not self._closed:
             self._closed = True
             self.host.close()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        if not self._disconnected:
+            self._disconnected = True
             self.robot.disconnect()
 
     def __enter__(self) -> LocalSimHost:

@@ -8,6 +8,8 @@ created and used in one thread (SimLeKiwi keeps a render thread for that).
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import threading
 import time
@@ -17,6 +19,7 @@ import numpy as np
 from lekiwi_drift.sim.gl import SimGLError, gl_error, import_mujoco
 
 mujoco = import_mujoco()
+log = logging.getLogger(__name__)
 __all__ = ["CameraRig", "RenderWorker", "SimGLError", "check_gl_env"]
 
 
@@ -104,6 +107,12 @@ class RenderWorker:
             raise self._error
         if not self._ready:
             raise TimeoutError("the sim's render thread did not start (OpenGL context creation hung)")
+        # A GL context still alive when the interpreter exits takes the process down inside the OpenGL
+        # driver: MuJoCo's own exit hook terminates the EGL display under a thread that may be drawing
+        # (a segfault or abort in most such exits here, docs/design.md "Shutting down"). So stop() also
+        # runs at exit, before that hook: exit hooks run last-registered first, and MuJoCo registered
+        # its hook when this thread made the first context.
+        atexit.register(self.stop)
 
     def _run(self) -> None:
         try:
@@ -156,9 +165,13 @@ class RenderWorker:
             self._requested = self._frame_count + 1
             target = self._requested
             self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._frame_count >= target or self._error is not None, timeout):
+            if not self._cond.wait_for(
+                lambda: self._frame_count >= target or self._error is not None or self._stop, timeout
+            ):
                 raise TimeoutError("sim camera rendering timed out")
             self._check()
+            if self._frame_count < target:
+                raise RuntimeError("sim cameras stopped")
             return self._frames
 
     def latest(self, timeout: float = 30.0) -> dict[str, np.ndarray]:
@@ -173,9 +186,14 @@ class RenderWorker:
     def frame_count(self) -> int:
         return self._frame_count
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """End the thread, which frees the GL context in the thread that made it, and wait for it (a
+        frame being drawn finishes first). Safe to call twice; also runs at interpreter exit."""
+        atexit.unregister(self.stop)
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout_s)
+            if self._thread.is_alive():
+                log.warning("the sim's render thread did not end within %.0f s (a frame still drawing)", timeout_s)
