@@ -40,3 +40,29 @@ def tiny_checkpoint(tmp_path_factory, tiny_vlm_dir):
 
 
 # ---------------------------------------------------------------- end of policy fixtures
+
+
+# ---------------------------------------------------------------- process hygiene
+
+
+@pytest.fixture(autouse=True)
+def _no_real_time_leak():
+    """Every command a test starts inherits the test process's scheduling policy. A test that leaves the
+    main thread real-time (SVT-AV1 run as root does that to the thread that encodes a LeRobot video:
+    lekiwi_drift/record/thread_policy.py) would run every later subprocess real-time, where two busy
+    threads own both cores and starve everything else, this process included: the intermittent hang of
+    tests/test_trials_e2e.py. Restore the policy and fail the test that changed it."""
+    from lekiwi_drift.record.thread_policy import describe, thread_scheduling
+
+    before = thread_scheduling()
+    yield
+    after = thread_scheduling()
+    if after != before:
+        os.sched_setscheduler(0, before[0], os.sched_param(before[1]))
+        pytest.fail(
+            f"this test left the test process's main thread at {describe(after)} (it was {describe(before)}); "
+            "wrap the video encode in record.thread_policy.keep_thread_scheduling()"
+        )
+
+
+# ---------------------------------------------------------------- end of process hygiene

@@ -25,6 +25,7 @@ import pytest
 
 pytest.importorskip("lerobot.datasets")
 
+from lekiwi_drift.record.thread_policy import keep_thread_scheduling
 from lekiwi_drift.robots.features import JOINT_LIMITS_DEG, MAX_LINEAR_SPEED, STATE_KEYS
 
 CAMS = ("front", "wrist", "top")
@@ -257,7 +258,8 @@ def test_save_cut_short_is_rolled_back(tmp_path):
     assert rec.save_episode() == 10
     frames(7)
     rec._begin_journal()
-    rec.dataset.save_episode(parallel_encoding=False)
+    with keep_thread_scheduling():  # as the recorder does: SVT-AV1 run as root leaves the thread real-time
+        rec.dataset.save_episode(parallel_encoding=False)
     crashed = tmp_path / "crashed"
     shutil.copytree(root, crashed)
     rec.dataset.finalize()

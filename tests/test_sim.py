@@ -284,10 +284,10 @@ print("leaving the sim drawing", flush=True)
 
 
 def test_a_sim_left_drawing_at_exit_does_not_crash_the_process():
-    """A command that exits (an error, a stop that gave up) while the render thread still draws: the
-    thread must free its GL context before MuJoCo's exit hook terminates the EGL display. Without the
-    render worker's exit hook such a process died with SIGSEGV or SIGABRT in 19 of 20 runs here, so
-    three clean exits in a row cannot be luck."""
+    """A command that exits (an error, a stop that gave up) while the real-time sim still steps and draws:
+    its threads must end, and the render thread free its GL context, before MuJoCo's exit hook terminates
+    the EGL display and the interpreter frees MuJoCo's objects (docs/design.md, "Shutting down"). Without
+    the exit hooks such a process died with SIGSEGV or SIGABRT in 19 of 20 runs here."""
     import subprocess
     import sys
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from lekiwi_drift.record.thread_policy import keep_thread_scheduling
+
 pytest.importorskip("lerobot.datasets")
 
 CAMS = ("front", "wrist", "top")
@@ -35,7 +37,8 @@ def make_tiny_dataset(root):
             frame["action"] = rng.standard_normal(9).astype(np.float32)
             frame["task"] = "pick up the salt bottle and place it in the basket"
             ds.add_frame(frame)
-        ds.save_episode(parallel_encoding=False)  # no fork of this (multithreaded) test process
+        with keep_thread_scheduling():  # SVT-AV1 run as root would leave this thread real-time
+            ds.save_episode(parallel_encoding=False)  # no fork of this (multithreaded) test process
     ds.finalize()  # without it the parquet files are unreadable
     return root
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lekiwi_drift.record.thread_policy import keep_thread_scheduling
 from lekiwi_drift.robots.features import STATE_KEYS
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,9 @@ class EpisodeRecorder:
         t0 = time.perf_counter()
         frames = self.frames
         self._begin_journal()
-        self.dataset.save_episode(parallel_encoding=self.config.parallel_encoding)
-        self.dataset.finalize()
+        with keep_thread_scheduling():  # SVT-AV1 run as root leaves this thread real-time (thread_policy.py)
+            self.dataset.save_episode(parallel_encoding=self.config.parallel_encoding)
+            self.dataset.finalize()
         self._end_journal()
         self.frames = 0
         self.dataset = self._resume()
@@ -248,7 +250,8 @@ class EpisodeRecorder:
         try:
             self.discard_episode()
         finally:
-            self.dataset.finalize()
+            with keep_thread_scheduling():  # a finalize may encode what streaming encoding still holds
+                self.dataset.finalize()
             self.dataset = None
             _remove_staging(self.root)
 

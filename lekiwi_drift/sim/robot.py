@@ -12,6 +12,7 @@ Two clocks:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -69,6 +70,9 @@ class SimLeKiwi:
             self._physics = threading.Thread(target=self._physics_loop, name="sim-physics", daemon=True)
             self._physics.start()
         self.is_connected = True
+        # Its threads must end before the interpreter tears down MuJoCo and the EGL display, whatever
+        # path the process exits by (docs/design.md, "Shutting down"): disconnect() runs at exit too.
+        atexit.register(self.disconnect)
 
     def get_observation(self) -> dict[str, float | np.ndarray]:
         if self.config.render and self._render is None:
@@ -92,6 +96,7 @@ class SimLeKiwi:
             self.world.stop_base()
 
     def disconnect(self) -> None:
+        atexit.unregister(self.disconnect)
         self.stop_base()
         self._running.clear()
         if self._physics is not None:
