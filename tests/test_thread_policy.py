@@ -103,3 +103,14 @@ def test_saving_an_episode_leaves_the_recording_thread_as_it_was(tmp_path):
     before, after = _in_a_thread(record)
     assert after == before, f"{describe(before)} became {describe(after)}"
     assert list((tmp_path / "ds" / "videos").rglob("*.mp4"))  # the episode's video was encoded
+
+
+@needs_root
+def test_streaming_encoding_as_root_is_warned_about(tmp_path, caplog):
+    """LeRobot's streaming encoder threads become real-time inside LeRobot, out of our reach: say so."""
+    from lekiwi_drift.record.recorder import EpisodeRecorder, RecorderConfig
+
+    config = RecorderConfig(root=tmp_path / "ds", task="t", streaming_encoding=True)
+    with caplog.at_level("WARNING", logger="lekiwi_drift.record.recorder"):
+        EpisodeRecorder(config, {"front": (48, 64)}).open().close()
+    assert "SCHED_FIFO 99" in caplog.text and "--streaming-encoding" in caplog.text

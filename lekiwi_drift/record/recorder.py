@@ -138,6 +138,15 @@ class EpisodeRecorder:
         from lerobot.datasets import LeRobotDataset
 
         c = self.config
+        if c.streaming_encoding and hasattr(os, "geteuid") and os.geteuid() == 0:
+            # LeRobot's encoder threads open SVT-AV1, which makes them real-time as root; they are
+            # LeRobot's, so keep_thread_scheduling() cannot reach them (measured: 19 SCHED_FIFO threads
+            # encoding one camera while recording).
+            log.warning(
+                "streaming encoding as root: LeRobot's AV1 encoder threads run real-time (SCHED_FIFO 99) "
+                "while recording and can hold up the control loop; record as a normal user, or without "
+                "--streaming-encoding (episodes are then encoded when saved, in normal priority)"
+            )
         exists = (self.root / "meta" / "info.json").is_file()
         if c.resume and exists:
             repair_dataset(self.root)
